@@ -1,0 +1,166 @@
+/**
+ * Every error tidemark raises on purpose is a `TidemarkError` with a stable `code`.
+ * The codes are part of the protocol (docs/protocol.md lists them); `HTTP_STATUS` and
+ * `EXIT_CODE` below are the one place that maps them to HTTP statuses and CLI exit codes.
+ */
+
+export const ERROR_CODES = [
+  'bad-request',
+  'unknown-feed',
+  'log-truncated',
+  'epoch-changed',
+  'unauthorized',
+  'forbidden',
+  'too-large',
+  'not-a-store',
+  'store-unavailable',
+  'conflict',
+  'protocol',
+  'internal',
+] as const
+
+export type ErrorCode = (typeof ERROR_CODES)[number]
+
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  'bad-request': 400,
+  'unknown-feed': 404,
+  'log-truncated': 410,
+  'epoch-changed': 409,
+  unauthorized: 401,
+  forbidden: 403,
+  'too-large': 413,
+  'not-a-store': 500,
+  'store-unavailable': 503,
+  conflict: 409,
+  protocol: 502,
+  internal: 500,
+}
+
+/** CLI exit codes: 1 is a usage/bad-input problem, 2 a history problem, 3 a broken peer or store. */
+export const EXIT_CODE: Record<ErrorCode, number> = {
+  'bad-request': 1,
+  'unknown-feed': 1,
+  'too-large': 1,
+  unauthorized: 1,
+  forbidden: 1,
+  conflict: 1,
+  'log-truncated': 2,
+  'epoch-changed': 2,
+  'not-a-store': 3,
+  'store-unavailable': 3,
+  protocol: 3,
+  internal: 70,
+}
+
+export class TidemarkError extends Error {
+  readonly code: ErrorCode
+  readonly details: Record<string, unknown>
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'TidemarkError'
+    this.code = code
+    this.details = options.details ?? {}
+  }
+
+  get status(): number {
+    return HTTP_STATUS[this.code]
+  }
+
+  toJSON(): { error: ErrorCode; message: string } & Record<string, unknown> {
+    return { error: this.code, message: this.message, ...this.details }
+  }
+}
+
+export class BadRequestError extends TidemarkError {
+  constructor(message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super('bad-request', message, options)
+    this.name = 'BadRequestError'
+  }
+}
+
+export class UnknownFeedError extends TidemarkError {
+  constructor(readonly feed: string) {
+    super('unknown-feed', `unknown feed "${feed}": list the feeds with \`tidemark feeds\` or GET /v1/feeds`, {
+      details: { feed },
+    })
+    this.name = 'UnknownFeedError'
+  }
+}
+
+export class LogTruncatedError extends TidemarkError {
+  constructor(
+    readonly feed: string,
+    readonly after: number,
+    readonly minSeq: number,
+  ) {
+    super(
+      'log-truncated',
+      `feed "${feed}" keeps changes from seq ${minSeq} on; position ${after} is ${minSeq - 1 - after} changes older: ` +
+        're-bootstrap from the snapshot, and raise the feed\'s retention to avoid this',
+      { details: { feed, after, minSeq } },
+    )
+    this.name = 'LogTruncatedError'
+  }
+}
+
+export class EpochChangedError extends TidemarkError {
+  constructor(
+    readonly feed: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(
+      'epoch-changed',
+      `feed "${feed}" has epoch ${actual}, not ${expected}: its history was reset, so a replica must re-bootstrap`,
+      { details: { feed, epoch: actual } },
+    )
+    this.name = 'EpochChangedError'
+  }
+}
+
+export class TooLargeError extends TidemarkError {
+  constructor(message: string) {
+    super('too-large', message)
+    this.name = 'TooLargeError'
+  }
+}
+
+export class NotAStoreError extends TidemarkError {
+  constructor(message: string, cause?: unknown) {
+    super('not-a-store', message, { cause })
+    this.name = 'NotAStoreError'
+  }
+}
+
+export class StoreUnavailableError extends TidemarkError {
+  constructor(message: string, cause?: unknown) {
+    super('store-unavailable', message, { cause })
+    this.name = 'StoreUnavailableError'
+  }
+}
+
+export class ProtocolError extends TidemarkError {
+  constructor(message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super('protocol', message, options)
+    this.name = 'ProtocolError'
+  }
+}
+
+export class ConflictError extends TidemarkError {
+  constructor(message: string, cause?: unknown) {
+    super('conflict', message, { cause })
+    this.name = 'ConflictError'
+  }
+}
+
+export function isTidemarkError(error: unknown): error is TidemarkError {
+  return error instanceof TidemarkError
+}
+
+/** Wraps anything thrown into a TidemarkError, keeping the original as `cause`. */
+export function asTidemarkError(error: unknown): TidemarkError {
+  if (error instanceof TidemarkError) return error
+  const message = error instanceof Error ? error.message : String(error)
+  return new TidemarkError('internal', message, { cause: error })
+}

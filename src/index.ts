@@ -1,0 +1,27 @@
+/** tidemark's public entry: everything a library user may import, and nothing else. */
+export {
+  TidemarkError,
+  BadRequestError,
+  UnknownFeedError,
+  LogTruncatedError,
+  EpochChangedError,
+  TooLargeError,
+  NotAStoreError,
+  StoreUnavailableError,
+  ProtocolError,
+  ConflictError,
+  ERROR_CODES,
+  isTidemarkError,
+} from './errors.js'
+export type { ErrorCode } from './errors.js'
+
+export { PROTOCOL_VERSION } from './protocol/types.js'
+export type { Change, FeedInfo, Json, Op, Retention, Seq, SnapshotChunk, StateRow, TrackedTable, WriteOp } from './protocol/types.js'
+export { LIMITS } from './protocol/limits.js'
+
+export type { FeedWriter } from './source/feed-writer.js'
+export type { SourceStore, Logger, FeedOptions, TrackOptions, MaintainResult, DigestLeaf } from './store/store.js'
+export { openSourceStore } from './store/open.js'
+export type { OpenStoreOptions } from './store/open.js'
+export { SqliteSource, SqliteFeedWriter } from './store/sqlite/sqlite-source.js'
+export { SqliteSourceStore } from './store/sqlite/sqlite-source-store.js'

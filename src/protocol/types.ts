@@ -1,0 +1,76 @@
+/**
+ * The shapes of tidemark's data, shared by stores, the feed server and replicas.
+ * docs/protocol.md documents them as they travel over HTTP.
+ */
+
+export const PROTOCOL_VERSION = 1 as const
+
+/** A position in a feed: the seq of a change. 0 means "before the first change". */
+export type Seq = number
+
+export type Op = 'upsert' | 'delete'
+
+/** A JSON value as tidemark stores and hashes it. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
+
+export interface Change {
+  seq: Seq
+  key: string
+  op: Op
+  /** Present for upserts, absent for deletes. */
+  data?: Json
+  /** The seq of the last change of the source transaction this change belongs to. */
+  tx: Seq
+  /** Commit time at the source, ms since the Unix epoch (the writer's clock). */
+  ts: number
+}
+
+export interface FeedInfo {
+  name: string
+  epoch: string
+  /** Highest committed seq; 0 for a feed with no change yet. */
+  head: Seq
+  /** Oldest seq the log still keeps; `head + 1` when the log is empty. */
+  minSeq: Seq
+  /** Live keys (tombstones not counted), as of `digestSeq`. */
+  keys: number
+  /** The digest (and `keys`) is exact as of this seq; the indexer brings it to `head`. */
+  digestSeq: Seq
+  retention: Retention
+  /** Set when the feed is filled by table capture (`tidemark track`). */
+  tracked?: TrackedTable
+}
+
+export interface Retention {
+  /** Keep at least the newest N changes. */
+  changes?: number
+  /** Keep at least the changes of the last N milliseconds. */
+  ageMs?: number
+}
+
+export interface TrackedTable {
+  table: string
+  keyColumn: string
+  columns: string[]
+}
+
+/** A key's current version in the source's state. `data` absent means a tombstone (deleted). */
+export interface StateRow {
+  key: string
+  seq: Seq
+  data?: Json
+  deleted?: true
+}
+
+export interface SnapshotChunk {
+  /** The head when this chunk was read: its rows are exact as of that position. */
+  head: Seq
+  rows: StateRow[]
+  /** The last key of this chunk, to pass as `after` for the next one; null when empty. */
+  last: string | null
+  /** True when no key follows `last`. */
+  done: boolean
+}
+
+/** One write of the source API: upsert with data, or delete. */
+export type WriteOp = { op: 'upsert'; key: string; data: Json } | { op: 'delete'; key: string }

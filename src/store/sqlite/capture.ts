@@ -1,0 +1,134 @@
+import type { Database } from 'better-sqlite3'
+import { BadRequestError, ConflictError } from '../../errors.js'
+import type { TrackedTable } from '../../protocol/types.js'
+import { checkFeedName } from '../../source/validate.js'
+import type { TrackOptions } from '../store.js'
+import { NOW_MS_SQL, OP_DELETE, OP_UPSERT } from './schema.js'
+import { ensureFeedRow } from './sqlite-source.js'
+
+/**
+ * Table capture: triggers on the owner's table write each insert, update and delete into the feed
+ * inside the writer's own transaction, whoever the writer is (the app, a migration, the `sqlite3`
+ * shell). Plain SQL only, so any SQLite ≥ 3.38 client can fire them.
+ *
+ * A trigger cannot tell where the writer's transaction ends, so captured changes carry `txs = NULL`
+ * and travel as one-change transactions (docs/protocol.md, "Transactions of captured tables").
+ * Columns are read when `track` runs: run it again after adding a column.
+ */
+
+const quoteId = (name: string): string => `"${name.replaceAll('"', '""')}"`
+const quoteStr = (text: string): string => `'${text.replaceAll("'", "''")}'`
+
+// SQLite allows 127 arguments per function call by default: build wide rows in slices.
+const PAIRS_PER_CALL = 60
+
+function jsonOf(row: 'NEW' | 'OLD' | '', columns: string[]): string {
+  const ref = (c: string) => (row ? `${row}.${quoteId(c)}` : quoteId(c))
+  const slices: string[][] = []
+  for (let i = 0; i < columns.length; i += PAIRS_PER_CALL) slices.push(columns.slice(i, i + PAIRS_PER_CALL))
+  let expr = `json_object(${(slices[0] ?? []).map((c) => `${quoteStr(c)}, ${ref(c)}`).join(', ')})`
+  for (const slice of slices.slice(1)) {
+    expr = `json_set(${expr}, ${slice.map((c) => `${quoteStr(`$."${c.replaceAll('"', '\\"')}"`)}, ${ref(c)}`).join(', ')})`
+  }
+  return expr
+}
+
+function triggerName(feed: string, event: string): string {
+  return quoteId(`tidemark_capture_${feed}_${event}`)
+}
+
+function appendChange(feed: string, keyExpr: string, op: number, dataExpr: string, when = ''): string {
+  const f = quoteStr(feed)
+  const cond = when ? ` AND ${when}` : ''
+  return `
+  UPDATE tidemark_feeds SET head = head + 1 WHERE name = ${f}${cond};
+  INSERT INTO tidemark_changes (feed, seq, key, op, data, txs, ts)
+    SELECT name, head, CAST(${keyExpr} AS TEXT), ${op}, ${dataExpr}, NULL, ${NOW_MS_SQL}
+    FROM tidemark_feeds WHERE name = ${f}${cond};`
+}
+
+export function tableColumns(db: Database, table: string): Array<{ name: string; type: string }> {
+  return db.prepare('SELECT name, type FROM pragma_table_info(?)').all(table) as Array<{ name: string; type: string }>
+}
+
+export function installCapture(db: Database, options: TrackOptions): { feed: string; captured: number } {
+  const feed = checkFeedName(options.feed ?? options.table)
+  const columns = tableColumns(db, options.table)
+  if (columns.length === 0) throw new BadRequestError(`no table "${options.table}" in this database`)
+  if (!columns.some((c) => c.name === options.keyColumn)) {
+    throw new BadRequestError(
+      `table "${options.table}" has no column "${options.keyColumn}" (it has ${columns.map((c) => c.name).join(', ')})`,
+    )
+  }
+  const blobs = columns.filter((c) => /BLOB/i.test(c.type)).map((c) => c.name)
+  if (blobs.length > 0) {
+    throw new BadRequestError(`cannot capture BLOB columns as JSON: ${blobs.join(', ')} of table "${options.table}"`)
+  }
+  const names = columns.map((c) => c.name)
+  const tracked: TrackedTable = { table: options.table, keyColumn: options.keyColumn, columns: names }
+
+  let captured = 0
+  db.transaction(() => {
+    const existing = db.prepare('SELECT head, tracked FROM tidemark_feeds WHERE name = ?').get(feed) as
+      | { head: number; tracked: string | null }
+      | undefined
+    if (existing && existing.tracked === null && existing.head > 0) {
+      throw new ConflictError(`feed "${feed}" already has ${existing.head} changes written through the API: track into another feed`)
+    }
+    if (existing?.tracked) {
+      const previous = JSON.parse(existing.tracked) as TrackedTable
+      if (previous.table !== options.table) {
+        throw new ConflictError(`feed "${feed}" already captures table "${previous.table}"`)
+      }
+    }
+    ensureFeedRow(db, feed, options.retention ? { retention: options.retention } : {})
+    dropTriggers(db, feed)
+
+    const key = options.keyColumn
+    const nullKey = (row: 'NEW') =>
+      `SELECT RAISE(ABORT, ${quoteStr(`tidemark: ${options.table}.${key} is NULL; feed ${feed} needs a key`)}) WHERE ${row}.${quoteId(key)} IS NULL;`
+    const table = quoteId(options.table)
+    db.exec(`CREATE TRIGGER ${triggerName(feed, 'insert')} AFTER INSERT ON ${table} BEGIN
+  ${nullKey('NEW')}${appendChange(feed, `NEW.${quoteId(key)}`, OP_UPSERT, jsonOf('NEW', names))}
+END;`)
+    db.exec(`CREATE TRIGGER ${triggerName(feed, 'update')} AFTER UPDATE ON ${table} BEGIN
+  ${nullKey('NEW')}${appendChange(feed, `OLD.${quoteId(key)}`, OP_DELETE, 'NULL', `OLD.${quoteId(key)} IS NOT NEW.${quoteId(key)}`)}${appendChange(feed, `NEW.${quoteId(key)}`, OP_UPSERT, jsonOf('NEW', names))}
+END;`)
+    db.exec(`CREATE TRIGGER ${triggerName(feed, 'delete')} AFTER DELETE ON ${table} BEGIN${appendChange(
+      feed,
+      `OLD.${quoteId(key)}`,
+      OP_DELETE,
+      'NULL',
+    )}
+END;`)
+
+    if (!existing?.tracked) {
+      // The rows already in the table become the feed's first transaction, under the same lock
+      // that installs the triggers: nothing written before or after is missed or doubled.
+      const head = (db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck().get(feed) as number) ?? 0
+      const info = db
+        .prepare(
+          `INSERT INTO tidemark_changes (feed, seq, key, op, data, txs, ts)
+           SELECT ?, ? + row_number() OVER (ORDER BY CAST(${quoteId(key)} AS TEXT)), CAST(${quoteId(key)} AS TEXT), ${OP_UPSERT},
+                  ${jsonOf('', names)}, ? + 1, ${NOW_MS_SQL}
+           FROM ${table} WHERE ${quoteId(key)} IS NOT NULL`,
+        )
+        .run(feed, head, head)
+      captured = info.changes
+      db.prepare('UPDATE tidemark_feeds SET head = head + ? WHERE name = ?').run(captured, feed)
+    }
+    db.prepare('UPDATE tidemark_feeds SET tracked = ? WHERE name = ?').run(JSON.stringify(tracked), feed)
+  }).immediate()
+  return { feed, captured }
+}
+
+export function removeCapture(db: Database, feed: string): void {
+  db.transaction(() => {
+    dropTriggers(db, feed)
+    db.prepare('UPDATE tidemark_feeds SET tracked = NULL WHERE name = ?').run(feed)
+  }).immediate()
+}
+
+function dropTriggers(db: Database, feed: string): void {
+  for (const event of ['insert', 'update', 'delete']) db.exec(`DROP TRIGGER IF EXISTS ${triggerName(feed, event)}`)
+}

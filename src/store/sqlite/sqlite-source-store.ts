@@ -1,0 +1,348 @@
+import type { Database, Statement } from 'better-sqlite3'
+import { setTimeout as delay } from 'node:timers/promises'
+import { BadRequestError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
+import { bufferToHash } from '../../digest/row-hash.js'
+import { StoredChange, StoredRow } from '../../protocol/encoded.js'
+import type { FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
+import { checkFeedName } from '../../source/validate.js'
+import {
+  silentLogger,
+  type ChangesOptions,
+  type DigestLeaf,
+  type FeedOptions,
+  type Logger,
+  type MaintainResult,
+  type SourceStore,
+  type TrackOptions,
+  type WaitOptions,
+} from '../store.js'
+import { installCapture, removeCapture } from './capture.js'
+import { ChangeWatcher } from './change-watcher.js'
+import { openDatabase, translateError } from './database.js'
+import { Indexer } from './indexer.js'
+import { RestoreMarks } from './restore-marks.js'
+import { OP_UPSERT } from './schema.js'
+import { newEpoch, SqliteSource } from './sqlite-source.js'
+
+/** Rows read from the log per short read transaction. */
+const PAGE = 1000
+
+interface FeedRow {
+  name: string
+  epoch: string
+  head: number
+  min_seq: number
+  digest_seq: number
+  keys: number
+  retain_changes: number | null
+  retain_ms: number | null
+  tracked: string | null
+}
+
+interface ChangeRow {
+  seq: number
+  key: string
+  op: number
+  data: string | null
+  txs: number | null
+  ts: number
+}
+
+export interface SqliteSourceStoreOptions {
+  logger?: Logger
+  /** Create the file when missing (default true). */
+  create?: boolean
+}
+
+/** The source side of the store port on a SQLite file (the owner's own database file). */
+export class SqliteSourceStore implements SourceStore {
+  readonly location: string
+  private readonly db: Database
+  private readonly source: SqliteSource
+  private readonly indexer: Indexer
+  private readonly watcher: ChangeWatcher
+  private readonly marks: RestoreMarks
+  private readonly logger: Logger
+  private readonly stmt: {
+    feed: Statement
+    feeds: Statement
+    page: Statement
+    groupEnd: Statement
+    snapshot: Statement
+    row: Statement
+    head: Statement
+  }
+
+  static open(path: string, options: SqliteSourceStoreOptions = {}): SqliteSourceStore {
+    const db = openDatabase(path, { create: options.create ?? true })
+    try {
+      return new SqliteSourceStore(db, path, options.logger ?? silentLogger)
+    } catch (error) {
+      db.close()
+      throw translateError(error, path)
+    }
+  }
+
+  private constructor(db: Database, path: string, logger: Logger) {
+    this.db = db
+    this.location = path
+    this.logger = logger
+    this.source = new SqliteSource(db)
+    this.indexer = new Indexer(db)
+    this.watcher = new ChangeWatcher(db, db.memory ? undefined : `${db.name}-wal`)
+    this.stmt = {
+      feed: db.prepare('SELECT * FROM tidemark_feeds WHERE name = ?'),
+      feeds: db.prepare('SELECT * FROM tidemark_feeds ORDER BY name'),
+      page: db.prepare('SELECT seq, key, op, data, txs, ts FROM tidemark_changes WHERE feed = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      groupEnd: db
+        .prepare('SELECT seq FROM tidemark_changes WHERE feed = ? AND seq > ? AND (txs IS NULL OR txs <> ?) ORDER BY seq LIMIT 1')
+        .pluck(),
+      snapshot: db.prepare(
+        'SELECT key, seq, data FROM tidemark_state WHERE feed = ? AND key > ? AND data IS NOT NULL ORDER BY key LIMIT ?',
+      ),
+      row: db.prepare('SELECT key, seq, data FROM tidemark_state WHERE feed = ? AND key = ?'),
+      head: db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck(),
+    }
+    this.marks = new RestoreMarks(db, db.memory ? undefined : `${db.name}-tidemark.json`)
+    for (const feed of this.marks.check()) {
+      logger.warn({ feed }, `feed "${feed}" went back in history (the database was restored from an older copy): new epoch, replicas will re-bootstrap`)
+    }
+  }
+
+  async listFeeds(): Promise<FeedInfo[]> {
+    return (this.stmt.feeds.all() as FeedRow[]).map(toInfo)
+  }
+
+  async getFeed(name: string): Promise<FeedInfo> {
+    return toInfo(this.feedRow(name))
+  }
+
+  async ensureFeed(name: string, options: FeedOptions = {}): Promise<FeedInfo> {
+    checkRetention(options)
+    this.source.feed(name, options)
+    return this.getFeed(name)
+  }
+
+  async resetEpoch(name: string): Promise<FeedInfo> {
+    this.feedRow(name)
+    this.db.prepare('UPDATE tidemark_feeds SET epoch = ? WHERE name = ?').run(newEpoch(), name)
+    this.marks.save(true)
+    this.watcher.notify()
+    return this.getFeed(name)
+  }
+
+  async write(feed: string, ops: WriteOp[]): Promise<Seq[]> {
+    this.feedRow(feed)
+    const writer = this.source.feed(feed)
+    const seqs = this.db
+      .transaction(() => ops.map((o) => (o.op === 'upsert' ? writer.put(o.key, o.data) : writer.delete(o.key))))
+      .immediate()
+    this.watcher.notify()
+    return seqs
+  }
+
+  async *changes(feed: string, after: Seq, options: ChangesOptions = {}): AsyncIterable<StoredChange[]> {
+    const limit = options.limit ?? Number.POSITIVE_INFINITY
+    const f = this.feedRow(feed)
+    if (after < f.min_seq - 1) throw new LogTruncatedError(feed, after, f.min_seq)
+    let cursor = after
+    let count = 0
+    for (;;) {
+      options.signal?.throwIfAborted()
+      const page = this.readPage(feed, cursor)
+      if (page.rows.length === 0) return
+      const first = page.rows[0] as ChangeRow
+      if (first.seq !== cursor + 1) {
+        // Retention dropped what we were about to read.
+        throw new LogTruncatedError(feed, cursor, first.seq)
+      }
+      const batch: StoredChange[] = []
+      for (let i = 0; i < page.rows.length; i++) {
+        const r = page.rows[i] as ChangeRow
+        const change = new StoredChange(r.seq, r.key, r.op === OP_UPSERT ? 'upsert' : 'delete', page.tx[i] as number, r.ts, r.data)
+        batch.push(change)
+        count++
+        if (count >= limit && change.seq === change.tx) {
+          yield batch
+          return
+        }
+      }
+      yield batch
+      if (page.rows.length < PAGE) return
+      cursor = (page.rows[page.rows.length - 1] as ChangeRow).seq
+      // Give the event loop a turn between pages: other requests and the owner's writes go on.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+  }
+
+  /** One page of the log and each row's `tx`, in one read transaction (one consistent position). */
+  private readPage(feed: string, cursor: Seq): { rows: ChangeRow[]; tx: number[] } {
+    return this.db.transaction(() => {
+      const rows = this.stmt.page.all(feed, cursor, PAGE) as ChangeRow[]
+      const tx = new Array<number>(rows.length)
+      if (rows.length === 0) return { rows, tx }
+      const last = rows[rows.length - 1] as ChangeRow
+      // The last group may go on past this page: find where it ends. A short page ends at the head,
+      // which is a commit boundary.
+      let end = last.seq
+      if (rows.length === PAGE && last.txs !== null) {
+        const next = this.stmt.groupEnd.get(feed, last.seq, last.txs) as number | undefined
+        end = next === undefined ? (this.stmt.head.get(feed) as number) : next - 1
+      }
+      for (let i = rows.length - 1; i >= 0; i--) {
+        const r = rows[i] as ChangeRow
+        const n = rows[i + 1]
+        if (n !== undefined && !(r.txs !== null && n.txs === r.txs)) end = r.seq
+        tx[i] = end
+      }
+      return { rows, tx }
+    })()
+  }
+
+  async waitForChanges(feed: string, after: Seq, options: WaitOptions): Promise<Seq> {
+    const head = (): number => {
+      const h = this.stmt.head.get(feed) as number | undefined
+      if (h === undefined) throw new UnknownFeedError(feed)
+      return h
+    }
+    const now = head()
+    if (now > after || options.timeoutMs <= 0) return now
+    options.signal?.throwIfAborted()
+    return new Promise<Seq>((resolve, reject) => {
+      let unsubscribe = (): void => {}
+      const finish = (fn: () => void): void => {
+        unsubscribe()
+        clearTimeout(timer)
+        options.signal?.removeEventListener('abort', onAbort)
+        fn()
+      }
+      const onAbort = (): void => finish(() => reject(options.signal?.reason))
+      const timer = setTimeout(() => finish(() => resolve(head())), options.timeoutMs)
+      options.signal?.addEventListener('abort', onAbort, { once: true })
+      unsubscribe = this.watcher.subscribe(() => {
+        try {
+          const h = head()
+          if (h > after) finish(() => resolve(h))
+        } catch (error) {
+          finish(() => reject(error))
+        }
+      })
+    })
+  }
+
+  async snapshot(feed: string, after: string | null, limit: number): Promise<SnapshotChunk> {
+    this.feedRow(feed)
+    return this.db.transaction(() => {
+      const head = this.stmt.head.get(feed) as number
+      const rows = (this.stmt.snapshot.all(feed, after ?? '', limit + 1) as Array<{ key: string; seq: number; data: string }>).map(
+        (r) => new StoredRow(r.key, r.seq, r.data),
+      )
+      const done = rows.length <= limit
+      if (!done) rows.pop()
+      return { head, rows, last: rows.length > 0 ? (rows[rows.length - 1] as StoredRow).key : after, done }
+    })()
+  }
+
+  async rows(feed: string, keys: string[]): Promise<{ head: Seq; rows: StoredRow[] }> {
+    this.feedRow(feed)
+    return this.db.transaction(() => {
+      const head = this.stmt.head.get(feed) as number
+      const rows: StoredRow[] = []
+      for (const key of keys) {
+        const r = this.stmt.row.get(feed, key) as { key: string; seq: number; data: string | null } | undefined
+        if (r) rows.push(new StoredRow(r.key, r.seq, r.data))
+      }
+      return { head, rows }
+    })()
+  }
+
+  async digestLeaves(feed: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
+    this.feedRow(feed)
+    this.indexer.catchUp(feed)
+    return this.db.transaction(() => {
+      const seq = this.feedRow(feed).digest_seq
+      const leaves = (
+        this.db.prepare('SELECT bucket, count, sum FROM tidemark_digest WHERE feed = ? AND count > 0 ORDER BY bucket').all(feed) as Array<{
+          bucket: number
+          count: number
+          sum: Buffer
+        }>
+      ).map((r) => ({ bucket: r.bucket, count: r.count, sum: bufferToHash(r.sum) }))
+      return { seq, leaves }
+    })()
+  }
+
+  async track(options: TrackOptions): Promise<FeedInfo> {
+    checkRetention(options)
+    const { feed, captured } = installCapture(this.db, options)
+    this.logger.info({ feed, table: options.table, captured }, `capturing table "${options.table}" into feed "${feed}"`)
+    this.watcher.notify()
+    return this.getFeed(feed)
+  }
+
+  async untrack(feed: string): Promise<void> {
+    const f = this.feedRow(feed)
+    if (f.tracked === null) throw new BadRequestError(`feed "${feed}" does not capture a table`)
+    removeCapture(this.db, feed)
+  }
+
+  async maintain(): Promise<MaintainResult> {
+    const result: MaintainResult = { digested: 0, pruned: 0, reset: this.marks.check() }
+    for (const feed of result.reset) {
+      this.logger.warn({ feed }, `feed "${feed}" went back in history (restored from an older copy): new epoch, replicas will re-bootstrap`)
+    }
+    for (const { name } of this.stmt.feeds.all() as FeedRow[]) {
+      // One chunk at a time with a yield in between: the owner's writes interleave.
+      for (;;) {
+        const n = this.indexer.step(name)
+        result.digested += n
+        if (n === 0) break
+        await delay(0)
+      }
+      result.pruned += this.indexer.prune(name)
+    }
+    this.marks.save()
+    return result
+  }
+
+  async close(): Promise<void> {
+    this.watcher.close()
+    this.source.close()
+    this.db.close()
+  }
+
+  private feedRow(name: string): FeedRow {
+    checkFeedName(name)
+    const row = this.stmt.feed.get(name) as FeedRow | undefined
+    if (!row) throw new UnknownFeedError(name)
+    return row
+  }
+}
+
+function toInfo(r: FeedRow): FeedInfo {
+  const info: FeedInfo = {
+    name: r.name,
+    epoch: r.epoch,
+    head: r.head,
+    minSeq: r.min_seq,
+    keys: r.keys,
+    digestSeq: r.digest_seq,
+    retention: {},
+  }
+  if (r.retain_changes !== null) info.retention.changes = r.retain_changes
+  if (r.retain_ms !== null) info.retention.ageMs = r.retain_ms
+  if (r.tracked !== null) info.tracked = JSON.parse(r.tracked) as TrackedTable
+  return info
+}
+
+function checkRetention(options: FeedOptions): void {
+  const r = options.retention
+  if (!r) return
+  if (r.changes !== undefined && (!Number.isSafeInteger(r.changes) || r.changes < 1)) {
+    throw new BadRequestError(`retention must keep at least 1 change, got ${r.changes}`)
+  }
+  if (r.ageMs !== undefined && (!Number.isSafeInteger(r.ageMs) || r.ageMs < 1)) {
+    throw new BadRequestError(`retention age must be a positive number of ms, got ${r.ageMs}`)
+  }
+}
+
