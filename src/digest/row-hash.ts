@@ -1,6 +1,5 @@
 import { hash } from 'node:crypto'
-import type { Json, Seq } from '../protocol/types.js'
-import { canonicalJson } from './canonical-json.js'
+import type { Seq } from '../protocol/types.js'
 
 /**
  * The digest's hashes. MD5 is used as a fast, well-spread 128-bit checksum, not for security: the
@@ -14,9 +13,13 @@ export const DIGEST_BITS = 16
 
 const MASK_128 = (1n << 128n) - 1n
 
-/** H(key, seq, data) as an unsigned 128-bit integer. */
-export function rowHash(key: string, seq: Seq, data: Json): bigint {
-  return BigInt(`0x${hash(ROW_HASH, `${key}\u0000${seq}\u0000${canonicalJson(data)}`, 'hex')}`)
+/**
+ * H(key, seq, data) as an unsigned 128-bit integer, over `data`'s JSON text exactly as the source
+ * stored it. Replicas keep that text byte for byte (the wire carries it unchanged), so neither side
+ * parses or re-serializes a row to hash it.
+ */
+export function rowHash(key: string, seq: Seq, dataText: string): bigint {
+  return BigInt(`0x${hash(ROW_HASH, `${key}\u0000${seq}\u0000${dataText}`, 'hex')}`)
 }
 
 /** The leaf bucket of a key: its hash's leading DIGEST_BITS bits. */

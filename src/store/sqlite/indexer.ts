@@ -1,6 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3'
 import { addHash, bucketOf, bufferToHash, hashToBuffer, rowHash, subHash } from '../../digest/row-hash.js'
-import type { Json } from '../../protocol/types.js'
 import { OP_UPSERT } from './schema.js'
 
 /**
@@ -63,7 +62,7 @@ export class Indexer {
       let keysDelta = 0
       for (const r of rows) {
         const old = digested.has(r.key) ? digested.get(r.key)! : toHash(this.readDhash.get(feed, r.key) as Buffer | null)
-        const next = r.op === OP_UPSERT ? rowHash(r.key, r.seq, JSON.parse(r.data as string) as Json) : null
+        const next = r.op === OP_UPSERT ? rowHash(r.key, r.seq, r.data as string) : null
         if (old !== null || next !== null) {
           const b = bucketOf(r.key)
           let d = deltas.get(b)
