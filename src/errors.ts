@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'store-unavailable',
   'conflict',
   'protocol',
+  'apply-failed',
   'internal',
 ] as const
 
@@ -33,10 +34,11 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   'store-unavailable': 503,
   conflict: 409,
   protocol: 502,
+  'apply-failed': 500,
   internal: 500,
 }
 
-/** CLI exit codes: 1 is a usage/bad-input problem, 2 a history problem, 3 a broken peer or store. */
+/** CLI exit codes: 1 is a usage/bad-input problem, 2 a history problem, 3 a broken peer or store, 4 a failing projection hook. */
 export const EXIT_CODE: Record<ErrorCode, number> = {
   'bad-request': 1,
   'unknown-feed': 1,
@@ -49,6 +51,7 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   'not-a-store': 3,
   'store-unavailable': 3,
   protocol: 3,
+  'apply-failed': 4,
   internal: 70,
 }
 
@@ -151,6 +154,23 @@ export class ConflictError extends TidemarkError {
   constructor(message: string, cause?: unknown) {
     super('conflict', message, { cause })
     this.name = 'ConflictError'
+  }
+}
+
+/** A replica's projection hook threw: the change was not applied and the replica stopped on it. */
+export class ApplyFailedError extends TidemarkError {
+  constructor(
+    readonly seq: number,
+    readonly key: string,
+    cause: unknown,
+  ) {
+    super(
+      'apply-failed',
+      `the apply hook failed on change ${seq} (key ${JSON.stringify(key)}): ${cause instanceof Error ? cause.message : String(cause)}; ` +
+        'nothing of its transaction was applied — fix the hook and restart, the replica resumes at this change',
+      { cause, details: { seq, key } },
+    )
+    this.name = 'ApplyFailedError'
   }
 }
 
