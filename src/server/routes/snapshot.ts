@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify'
+import { Readable } from 'node:stream'
+import { encodeRow } from '../../protocol/encoded.js'
+import { LIMITS } from '../../protocol/limits.js'
+import type { SnapshotChunk, StateRow } from '../../protocol/types.js'
+import { EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE, type SnapshotEnd } from '../http-protocol.js'
+import { intParam, textParam, type Query } from '../query.js'
+import { checkEpoch, type RouteContext } from './context.js'
+
+/** Rows per chunk written to the socket: the next ones are encoded only when it has taken these. */
+const ROWS_PER_WRITE = 500
+
+/**
+ * `GET /v1/feeds/:feed/snapshot?after=KEY&limit=L&epoch=E`: one chunk of the state in key order
+ * (tombstones left out), read at one position, then an end line with that position (`head`), the
+ * last key and whether the state is done.
+ */
+export function snapshotRoute(app: FastifyInstance, ctx: RouteContext): void {
+  app.get<{ Params: { feed: string }; Querystring: Query }>('/v1/feeds/:feed/snapshot', async (request, reply) => {
+    const { feed } = request.params
+    const after = textParam(request.query, 'after')
+    const limit = intParam(request.query, 'limit', { min: 1, max: LIMITS.snapshotMax, fallback: LIMITS.snapshotDefault })
+    const epoch = textParam(request.query, 'epoch')
+
+    const info = await ctx.store.getFeed(feed)
+    checkEpoch(info, epoch)
+    const chunk = await ctx.store.snapshot(feed, after ?? null, limit)
+
+    reply.header(EPOCH_HEADER, info.epoch).header(HEAD_HEADER, String(chunk.head)).header('cache-control', 'no-store').type(NDJSON_TYPE)
+    return reply.send(Readable.from(snapshotLines(chunk, info.epoch), { objectMode: false }))
+  })
+}
+
+function* snapshotLines(chunk: SnapshotChunk, epoch: string): Generator<string> {
+  const rows: StateRow[] = chunk.rows
+  for (let i = 0; i < rows.length; i += ROWS_PER_WRITE) {
+    let text = ''
+    for (const row of rows.slice(i, i + ROWS_PER_WRITE)) text += `${encodeRow(row)}\n`
+    yield text
+  }
+  const end: SnapshotEnd = { end: true, epoch, head: chunk.head, last: chunk.last, done: chunk.done }
+  yield `${JSON.stringify(end)}\n`
+}
