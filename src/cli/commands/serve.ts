@@ -1,0 +1,109 @@
+import type { SourceStore } from '../../store/store.js'
+import type { Registrar } from '../cli.js'
+import type { PinoLogger } from '../logger.js'
+import { collect, examples, parseDurationOption, parsePort } from '../options.js'
+import { tokenAuthorizer, tokensFrom, type Authorize } from '../token-auth.js'
+
+interface ServeOptions {
+  host: string
+  port: number
+  token?: string[]
+  maintainEvery?: number
+}
+
+/** The part of src/server/feed-server.ts that serve uses (its API is fixed by the design). */
+interface FeedServerModule {
+  createFeedServer(options: {
+    store: SourceStore
+    logger?: PinoLogger
+    authorize?: Authorize
+    maintainEveryMs?: number
+  }): Promise<{ listen(o: { host?: string; port?: number }): Promise<{ url: string }>; close(): Promise<void> }>
+}
+
+/** `tidemark serve <db>`: the HTTP feed server over a source store, until SIGINT or SIGTERM. */
+export const registerServe: Registrar = (program, cli) => {
+  program
+    .command('serve')
+    .description('serve the feeds of a source over HTTP (changes, long-poll, snapshots, digests, dashboard)')
+    .argument('<db>', 'SQLite file of the source')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0: any free port)', parsePort, 7480)
+    .option('--token <token>', 'accept this bearer token (repeatable; default: $TIDEMARK_TOKENS, comma-separated; none: no auth)', collect)
+    .option('--maintain-every <duration>', 'how often to update digests and apply retention (default: the server\'s)', parseDurationOption)
+    .addHelpText(
+      'after',
+      `
+Prints "tidemark serving <db> at <url>" on stderr once listening; logs are JSON lines on stderr.
+SIGINT or SIGTERM closes the server and the store, then exits 0.
+${examples([
+  'tidemark serve shop.db',
+  'tidemark serve shop.db --host 0.0.0.0 --port 8080 --token "$READER_TOKEN" --token "$ADMIN_TOKEN"',
+  'TIDEMARK_TOKENS=t1,t2 tidemark serve shop.db',
+  'curl -H "Authorization: Bearer $READER_TOKEN" http://127.0.0.1:7480/v1/feeds',
+])}`,
+    )
+    .action(async (db: string, options: ServeOptions) => {
+      const stop = stopSignal(cli.note.bind(cli))
+      const log = cli.logger('serve')
+      let store: SourceStore | undefined
+      let server: Awaited<ReturnType<FeedServerModule['createFeedServer']>> | undefined
+      try {
+        store = await cli.openStore(db)
+        const { createFeedServer } = await loadFeedServer()
+        const authorize = tokenAuthorizer(tokensFrom(options.token, process.env.TIDEMARK_TOKENS))
+        server = await createFeedServer({
+          store,
+          logger: cli.logger('server'),
+          ...(authorize ? { authorize } : {}),
+          ...(options.maintainEvery !== undefined ? { maintainEveryMs: options.maintainEvery } : {}),
+        })
+        const { url } = await server.listen({ host: options.host, port: options.port })
+        if (!authorize) log.warn({}, 'no --token given: anyone who can reach this address can read every feed')
+        cli.note(`tidemark serving ${db} at ${url}`)
+        const signal = await stop.signalled
+        log.info({ signal }, 'stopping')
+      } finally {
+        stop.dispose()
+        try {
+          await server?.close()
+        } finally {
+          await store?.close()
+        }
+      }
+      // If anything still holds the event loop open after a clean close, do not hang on it.
+      setTimeout(() => process.exit(), 3000).unref()
+    })
+}
+
+async function loadFeedServer(): Promise<FeedServerModule> {
+  // Loaded when serve runs, so that the other commands do not pay for fastify.
+  const path = '../../server/feed-server.js'
+  return (await import(path)) as FeedServerModule
+}
+
+/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
+function stopSignal(note: (text: string) => void): { signalled: Promise<NodeJS.Signals>; dispose(): void } {
+  let resolve: (signal: NodeJS.Signals) => void = () => {}
+  const signalled = new Promise<NodeJS.Signals>((r) => (resolve = r))
+  let count = 0
+  const handler = (signal: NodeJS.Signals): void => {
+    if (++count === 1) resolve(signal)
+    else {
+      note(`tidemark: ${signal} again: exiting without closing cleanly`)
+      process.exit(130)
+    }
+  }
+  process.on('SIGINT', handler)
+  process.on('SIGTERM', handler)
+  return {
+    signalled,
+    dispose() {
+      // Keep catching signals while closing (a second one forces the exit); stop afterwards.
+      setImmediate(() => {
+        process.removeListener('SIGINT', handler)
+        process.removeListener('SIGTERM', handler)
+      }).unref()
+    },
+  }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+/**
+ * The `tidemark` command. Each command lives in its own file under ./commands and is added to the
+ * program by the registrar it exports: to add a command, add its registrar to COMMANDS.
+ */
+import type { Registrar } from './cli.js'
+import { registerDump } from './commands/dump.js'
+import { registerFeeds } from './commands/feeds.js'
+import { registerResetEpoch } from './commands/reset-epoch.js'
+import { registerRetention } from './commands/retention.js'
+import { registerServe } from './commands/serve.js'
+import { registerTrack } from './commands/track.js'
+import { registerUntrack } from './commands/untrack.js'
+import { registerWrite } from './commands/write.js'
+import { runCli } from './program.js'
+
+const COMMANDS: readonly Registrar[] = [
+  registerServe,
+  registerWrite,
+  registerDump,
+  registerFeeds,
+  registerTrack,
+  registerUntrack,
+  registerResetEpoch,
+  registerRetention,
+]
+
+process.exitCode = await runCli(process.argv, COMMANDS)

@@ -1,0 +1,48 @@
+import { CommanderError } from 'commander'
+import { EXIT_CODE, isTidemarkError } from '../errors.js'
+import { OutputClosedError } from './output.js'
+
+/** Exit code of an error nobody planned for (BSD's EX_SOFTWARE). */
+export const EXIT_UNEXPECTED = 70
+
+/**
+ * Reports an error the way the CLI promises: one line `tidemark: <message>` on stderr — with the
+ * cause when it says something the message does not — and the stack traces only with --verbose.
+ * Returns the exit code: EXIT_CODE for a TidemarkError, commander's own (1) for usage errors, 70 otherwise.
+ */
+export function reportError(error: unknown, options: { verbose: boolean; write: (text: string) => void }): number {
+  // Commander has already printed its message (through configureOutput); help and version exit 0.
+  if (error instanceof CommanderError) return error.exitCode
+  // The reader closed the pipe (`tidemark dump … | head`): that is how such a pipeline ends.
+  if (error instanceof OutputClosedError) return 0
+
+  const known = isTidemarkError(error)
+  const message = oneLine(error instanceof Error ? error.message : String(error))
+  let line = known ? message : `unexpected error: ${message}`
+  const cause = error instanceof Error ? causeText(error.cause, message) : undefined
+  if (cause) line += ` (cause: ${cause})`
+  if (!known && !options.verbose) line += ' (run again with --verbose for the stack trace)'
+  options.write(`tidemark: ${line}\n`)
+
+  if (options.verbose) {
+    let e: unknown = error
+    for (let depth = 0; e instanceof Error && depth < 5; depth++, e = e.cause) {
+      options.write(`${depth === 0 ? '' : 'caused by: '}${e.stack ?? e.message}\n`)
+    }
+  }
+  if (known) return EXIT_CODE[error.code]
+  return EXIT_UNEXPECTED
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim()
+}
+
+/** The cause's message, unless the error's own message already says it. */
+function causeText(cause: unknown, message: string): string | undefined {
+  if (cause === undefined || cause === null) return undefined
+  const text = oneLine(cause instanceof Error ? cause.message : String(cause))
+  if (text === '' || message.includes(text)) return undefined
+  const code = (cause as { code?: unknown }).code
+  return typeof code === 'string' && !text.includes(code) ? `${code}: ${text}` : text
+}
