@@ -1,0 +1,414 @@
+import {
+  ApplyFailedError,
+  ConflictError,
+  EpochChangedError,
+  LogTruncatedError,
+  NotAStoreError,
+  TidemarkError,
+  asTidemarkError,
+} from '../errors.js'
+import type { Seq } from '../protocol/types.js'
+import type { ApplyHook, BootstrapProgress, ReplicaState, ReplicaStore } from '../store/replica-store.js'
+import { silentLogger, type Logger } from '../store/store.js'
+import { Backoff } from '../transport/backoff.js'
+import type { FeedSource } from '../transport/feed-source.js'
+import { LongPollTransport } from '../transport/http/long-poll-transport.js'
+import type { ChangeTransport } from '../transport/transport.js'
+import { planDelivery } from './delivery-plan.js'
+import { PhaseMachine, type Phase, type PhaseChange } from './phase.js'
+
+export interface ReplicaOptions<Tx> {
+  /** Where the feed comes from: `HttpFeedSource` for a feed server, `LocalFeedSource` in-process. */
+  source: FeedSource
+  feed: string
+  store: ReplicaStore<Tx>
+  /** The replica's name in its store; defaults to the feed's name. */
+  name?: string
+  /** Projection hook, run inside the apply transaction for every change that takes effect. */
+  apply?: ApplyHook<Tx>
+  /** How pushed changes arrive; defaults to HTTP long-poll over `source`. */
+  transport?: ChangeTransport
+  logger?: Logger
+  /** Rows per snapshot request while bootstrapping. */
+  snapshotChunk?: number
+  /** Changes per log request while bootstrapping or healing. */
+  pullLimit?: number
+  /** How often to compare the checkpoint with the source's head (catches a lost last message). */
+  headCheckMs?: number
+  /** Claim lease length; renewed at a third of it. */
+  leaseMs?: number
+  /** Take over a replica bound to another source or feed (it re-bootstraps). */
+  force?: boolean
+  backoff?: Backoff
+  onPhase?: (change: PhaseChange) => void
+  now?: () => number
+}
+
+export interface ReplicaStatus {
+  name: string
+  feed: string
+  phase: Phase
+  /** False while the source cannot be reached (the replica retries with backoff). */
+  connected: boolean
+  epoch: string | null
+  checkpoint: Seq
+  sourceHead: Seq
+  bootstrap: BootstrapProgress | null
+  lastError: string | null
+  history: PhaseChange[]
+}
+
+/** The source's head went below the replica's checkpoint: its history was rewound. */
+class HistoryRewoundError extends TidemarkError {
+  constructor(feed: string, head: Seq, checkpoint: Seq) {
+    super(
+      'epoch-changed',
+      `feed "${feed}" is at head ${head}, behind this replica's checkpoint ${checkpoint}, with the same epoch: ` +
+        'the source was restored from an older copy; re-bootstrapping so the replica keeps nothing the source no longer has',
+    )
+  }
+}
+
+/** Raised inside follow() by the head check to make it pull from the log and resubscribe. */
+class StallError extends Error {}
+
+export class Replica<Tx = unknown> {
+  readonly name: string
+  readonly feed: string
+  private readonly options: ReplicaOptions<Tx>
+  private readonly store: ReplicaStore<Tx>
+  private readonly source: FeedSource
+  private readonly transport: ChangeTransport
+  private readonly logger: Logger
+  private readonly backoff: Backoff
+  private readonly now: () => number
+  private readonly machine: PhaseMachine
+  private controller: AbortController | undefined
+  private running: Promise<void> | undefined
+  private epoch: string | null = null
+  private checkpoint: Seq = 0
+  private sourceHead: Seq = 0
+  private connected = false
+  private lastError: string | null = null
+  private bootstrapProgress: BootstrapProgress | null = null
+  private waiters: Array<{ seq: Seq; resolve: () => void; reject: (e: unknown) => void }> = []
+  private failure: unknown
+
+  constructor(options: ReplicaOptions<Tx>) {
+    this.options = options
+    this.name = options.name ?? options.feed
+    this.feed = options.feed
+    this.store = options.store
+    this.source = options.source
+    this.transport = options.transport ?? new LongPollTransport(options.source)
+    this.logger = options.logger ?? silentLogger
+    this.backoff = options.backoff ?? new Backoff()
+    this.now = options.now ?? Date.now
+    this.machine = new PhaseMachine((change) => {
+      this.logger.info({ replica: this.name, from: change.from, to: change.to }, `replica ${this.name}: ${change.from} → ${change.to} (${change.reason})`)
+      options.onPhase?.(change)
+    }, this.now)
+  }
+
+  get phase(): Phase {
+    return this.machine.phase
+  }
+
+  status(): ReplicaStatus {
+    return {
+      name: this.name,
+      feed: this.feed,
+      phase: this.machine.phase,
+      connected: this.connected,
+      epoch: this.epoch,
+      checkpoint: this.checkpoint,
+      sourceHead: this.sourceHead,
+      bootstrap: this.bootstrapProgress,
+      lastError: this.lastError,
+      history: [...this.machine.history],
+    }
+  }
+
+  /**
+   * Runs until stopped (resolves) or failed (rejects): claims the replica in its store,
+   * bootstraps when needed, then follows the feed. Transient failures are retried with capped,
+   * jittered backoff; a failing hook or a lost claim stops it with the error.
+   */
+  run(signal?: AbortSignal): Promise<void> {
+    if (this.running) throw new ConflictError(`replica ${this.name} is already running`)
+    const controller = new AbortController()
+    this.controller = controller
+    const onAbort = (): void => controller.abort(signal?.reason)
+    if (signal?.aborted) controller.abort(signal.reason)
+    else signal?.addEventListener('abort', onAbort, { once: true })
+    if (this.machine.phase === 'stopped' || this.machine.phase === 'failed') this.machine.to('idle', 'run() again')
+    this.failure = undefined
+    this.running = this.loop(controller.signal).finally(() => {
+      signal?.removeEventListener('abort', onAbort)
+      this.running = undefined
+    })
+    return this.running
+  }
+
+  /** Stops at a transaction boundary; resolves when the replica has stopped. */
+  async stop(): Promise<void> {
+    this.controller?.abort(new Error('stopped'))
+    await this.running?.catch(() => {})
+  }
+
+  /**
+   * Resolves when the checkpoint reaches `seq` (by default: the source's head now). Rejects when
+   * the replica fails or stops first.
+   */
+  async caughtUp(seq?: Seq, signal?: AbortSignal): Promise<Seq> {
+    const target = seq ?? (await this.source.info(this.feed, signal)).head
+    if (this.checkpoint >= target && this.machine.phase !== 'bootstrapping' && this.epoch !== null) return this.checkpoint
+    return new Promise<Seq>((resolve, reject) => {
+      const waiter = { seq: target, resolve: () => resolve(this.checkpoint), reject }
+      this.waiters.push(waiter)
+      signal?.addEventListener('abort', () => {
+        this.waiters = this.waiters.filter((w) => w !== waiter)
+        reject(signal.reason)
+      })
+    })
+  }
+
+  private async loop(signal: AbortSignal): Promise<void> {
+    let state: ReplicaState
+    try {
+      state = await this.store.claim(this.name, this.feed, this.source.description, {
+        ...(this.options.force ? { force: true } : {}),
+        ...(this.options.leaseMs ? { leaseMs: this.options.leaseMs } : {}),
+      })
+    } catch (error) {
+      this.fail(error)
+      throw error
+    }
+    this.adopt(state)
+    const leaseMs = this.options.leaseMs ?? 15_000
+    const renew = setInterval(() => {
+      this.store.renew(this.name).catch((error: unknown) => {
+        this.failure = error
+        this.controller?.abort(error)
+      })
+    }, Math.max(50, Math.floor(leaseMs / 3)))
+    renew.unref()
+    try {
+      while (!signal.aborted) {
+        try {
+          state = (await this.store.state(this.name)) as ReplicaState
+          if (state.bootstrap || state.gen === 0) {
+            await this.bootstrap(signal, state.bootstrap ? 'resuming the bootstrap' : 'no copy yet')
+          } else {
+            this.adopt(state)
+            if (this.machine.phase !== 'catching-up' && this.machine.phase !== 'live') this.machine.to('catching-up', `from checkpoint ${state.seq}`)
+            await this.follow(signal)
+          }
+        } catch (error) {
+          if (signal.aborted) break
+          await this.recover(error, signal)
+        }
+      }
+      if (this.failure) throw this.failure
+      this.machine.to('stopped', 'stop requested')
+      this.rejectWaiters(new Error(`replica ${this.name} stopped`))
+    } catch (error) {
+      this.fail(error)
+      throw error
+    } finally {
+      clearInterval(renew)
+      await this.store.release(this.name).catch(() => {})
+      this.connected = false
+    }
+  }
+
+  /** Decides what an error means: re-bootstrap, retry after a pause, or stop for good. */
+  private async recover(error: unknown, signal: AbortSignal): Promise<void> {
+    if (error instanceof ApplyFailedError || error instanceof ConflictError || error instanceof NotAStoreError) throw error
+    if (error instanceof EpochChangedError || error instanceof HistoryRewoundError) {
+      this.logger.warn({ replica: this.name, err: error.message }, error.message)
+      await this.restartBootstrap(signal, error.message)
+      return
+    }
+    if (error instanceof LogTruncatedError) {
+      const behind = error.minSeq - 1 - error.after
+      const message =
+        `replica ${this.name} is ${behind} changes behind the oldest change feed "${this.feed}" keeps (minSeq ${error.minSeq}, checkpoint ${error.after}): ` +
+        `it will re-bootstrap; raise the feed's retention (e.g. \`tidemark retention <db> ${this.feed} --changes ${Math.max(behind * 2, 1000)}\`) to avoid this`
+      this.logger.warn({ replica: this.name, behind, minSeq: error.minSeq, checkpoint: error.after }, message)
+      await this.restartBootstrap(signal, message)
+      return
+    }
+    const e = asTidemarkError(error)
+    this.connected = false
+    this.lastError = e.message
+    const pause = this.backoff.next()
+    this.logger.warn({ replica: this.name, err: e.message, code: e.code, retryInMs: pause }, `replica ${this.name}: ${e.message}; retrying in ${pause} ms`)
+    await this.backoff.sleep(pause, signal).catch(() => {})
+  }
+
+  private async restartBootstrap(signal: AbortSignal, reason: string): Promise<void> {
+    const info = await this.source.info(this.feed, signal)
+    this.bootstrapProgress = await this.store.beginBootstrap(this.name, info.epoch, info.head)
+    this.machine.to('bootstrapping', reason)
+  }
+
+  /** DESIGN.md's bootstrap: remember the head, copy the state in chunks, apply the log past the last chunk's position, swap. */
+  private async bootstrap(signal: AbortSignal, reason: string): Promise<void> {
+    if (this.machine.phase !== 'bootstrapping') this.machine.to('bootstrapping', reason)
+    const state = (await this.store.state(this.name)) as ReplicaState
+    let p = state.bootstrap
+    if (!p) {
+      const info = await this.source.info(this.feed, signal)
+      p = await this.store.beginBootstrap(this.name, info.epoch, info.head)
+    }
+    this.bootstrapProgress = p
+    this.connected = true
+    const limit = this.options.snapshotChunk ?? 5000
+    while (!p.snapshotDone) {
+      signal.throwIfAborted()
+      const page = await this.source.snapshot(this.feed, { after: p.afterKey, limit, epoch: p.epoch, signal })
+      const readHead = Math.max(p.readHead, page.head)
+      await this.store.writeSnapshotChunk(this.name, page.rows, { afterKey: page.last, readHead, done: page.done })
+      p = { ...p, afterKey: page.last, readHead, snapshotDone: page.done }
+      this.bootstrapProgress = p
+      this.sourceHead = Math.max(this.sourceHead, page.head)
+      this.backoff.reset()
+    }
+    while (p.seq < p.readHead) {
+      signal.throwIfAborted()
+      const page = await this.source.changes(this.feed, { after: p.seq, limit: this.options.pullLimit ?? 5000, epoch: p.epoch, signal })
+      if (page.changes.length === 0) {
+        if (page.head < p.readHead) throw new HistoryRewoundError(this.feed, page.head, p.readHead)
+        continue
+      }
+      await this.store.applyToBootstrap(this.name, page.changes, page.last)
+      p = { ...p, seq: page.last }
+      this.bootstrapProgress = p
+      this.sourceHead = Math.max(this.sourceHead, page.head)
+    }
+    const done = await this.store.finishBootstrap(this.name, this.options.apply)
+    this.bootstrapProgress = null
+    this.adopt(done)
+    this.logger.info({ replica: this.name, seq: done.seq, keys: done.keys }, `replica ${this.name}: bootstrapped at ${done.seq} with ${done.keys} keys`)
+    this.machine.to('catching-up', `bootstrapped at ${done.seq}`)
+    this.settleWaiters()
+    void this.store.collectGarbage(this.name).catch((error: unknown) => {
+      this.logger.warn({ replica: this.name, err: (error as Error).message }, 'dropping the old copy failed; it will be retried')
+    })
+  }
+
+  /** Live: apply deliveries that follow on; pull from the log for anything else. */
+  private async follow(signal: AbortSignal): Promise<void> {
+    const epoch = this.epoch as string
+    const inner = new AbortController()
+    const onAbort = (): void => inner.abort(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    let lastProgress = { seq: this.checkpoint, at: this.now() }
+    const headCheckMs = this.options.headCheckMs ?? 30_000
+    const headCheck = setInterval(() => {
+      void this.source
+        .info(this.feed, inner.signal)
+        .then(async (info) => {
+          if (info.epoch !== epoch) return inner.abort(new EpochChangedError(this.feed, epoch, info.epoch))
+          this.sourceHead = Math.max(this.sourceHead, info.head)
+          await this.store.noteSourceHead(this.name, info.head)
+          if (info.head > this.checkpoint && this.checkpoint === lastProgress.seq && this.now() - lastProgress.at >= headCheckMs) {
+            this.logger.warn(
+              { replica: this.name, head: info.head, checkpoint: this.checkpoint },
+              `replica ${this.name} has not advanced for ${Math.round((this.now() - lastProgress.at) / 1000)} s while the source is at ${info.head} (checkpoint ${this.checkpoint}): pulling from the log`,
+            )
+            inner.abort(new StallError('stalled'))
+          }
+        })
+        .catch(() => {})
+    }, headCheckMs)
+    headCheck.unref()
+    try {
+      for await (const delivery of this.transport.subscribe(this.feed, { epoch, position: () => this.checkpoint, signal: inner.signal })) {
+        this.connected = true
+        this.lastError = null
+        this.backoff.reset()
+        if (delivery.epoch !== epoch) throw new EpochChangedError(this.feed, epoch, delivery.epoch)
+        if (delivery.head !== undefined) {
+          if (delivery.head < this.checkpoint) throw new HistoryRewoundError(this.feed, delivery.head, this.checkpoint)
+          this.sourceHead = Math.max(this.sourceHead, delivery.head)
+        }
+        const plan = planDelivery(this.checkpoint, delivery.changes)
+        if (plan.apply.length > 0) await this.applyChanges(plan.apply, plan.upTo)
+        if (plan.gap) {
+          this.logger.info({ replica: this.name, checkpoint: this.checkpoint, highest: plan.highest }, `replica ${this.name}: delivery does not follow ${this.checkpoint}; pulling from the log`)
+          await this.pullFromLog(epoch, plan.highest, inner.signal)
+        }
+        await delivery.ack?.()
+        if (this.checkpoint !== lastProgress.seq) lastProgress = { seq: this.checkpoint, at: this.now() }
+        const atHead = this.checkpoint >= this.sourceHead
+        if (atHead && this.machine.phase !== 'live') this.machine.to('live', `at head ${this.checkpoint}`)
+        else if (!atHead && this.machine.phase === 'live' && this.sourceHead - this.checkpoint > 10_000) {
+          this.machine.to('catching-up', `${this.sourceHead - this.checkpoint} changes behind`)
+        }
+      }
+    } catch (error) {
+      const reason = inner.signal.reason as unknown
+      if (!signal.aborted && inner.signal.aborted && reason instanceof StallError) {
+        await this.pullFromLog(epoch, this.sourceHead, signal)
+        return
+      }
+      if (!signal.aborted && inner.signal.aborted && reason instanceof TidemarkError) throw reason
+      throw error
+    } finally {
+      clearInterval(headCheck)
+      signal.removeEventListener('abort', onAbort)
+      inner.abort()
+    }
+  }
+
+  /** Pulls whole transactions from the log until the checkpoint reaches `target` (or the head). */
+  private async pullFromLog(epoch: string, target: Seq, signal: AbortSignal): Promise<void> {
+    while (this.checkpoint < target) {
+      const page = await this.source.changes(this.feed, { after: this.checkpoint, limit: this.options.pullLimit ?? 5000, epoch, signal })
+      this.sourceHead = Math.max(this.sourceHead, page.head)
+      if (page.changes.length === 0) {
+        if (page.head < this.checkpoint) throw new HistoryRewoundError(this.feed, page.head, this.checkpoint)
+        return // The delivery promised more than the log has: it was forged or from elsewhere.
+      }
+      await this.applyChanges(page.changes, page.last)
+    }
+  }
+
+  private async applyChanges(changes: Parameters<ReplicaStore<Tx>['apply']>[1], upTo: Seq): Promise<void> {
+    const state = await this.store.apply(this.name, changes, upTo, this.options.apply)
+    this.adopt(state)
+    this.settleWaiters()
+  }
+
+  private adopt(state: ReplicaState): void {
+    this.epoch = state.epoch
+    this.checkpoint = state.seq
+    this.sourceHead = Math.max(this.sourceHead, state.sourceHead)
+    this.bootstrapProgress = state.bootstrap
+  }
+
+  private settleWaiters(): void {
+    if (this.epoch === null || this.machine.phase === 'bootstrapping') return
+    const ready = this.waiters.filter((w) => w.seq <= this.checkpoint)
+    this.waiters = this.waiters.filter((w) => w.seq > this.checkpoint)
+    for (const w of ready) w.resolve()
+  }
+
+  private rejectWaiters(error: unknown): void {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w.reject(error)
+  }
+
+  private fail(error: unknown): void {
+    this.lastError = asTidemarkError(error).message
+    if (this.machine.phase !== 'failed') this.machine.to('failed', this.lastError)
+    this.rejectWaiters(error)
+  }
+}
+
+export function createReplica<Tx>(options: ReplicaOptions<Tx>): Replica<Tx> {
+  return new Replica(options)
+}
