@@ -1,12 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { TidemarkError } from '../errors.js'
-
-/** What the feed server asks before it answers a request (see createFeedServer's `authorize`). */
-export interface AuthRequest {
-  token: string | undefined
-  feed: string | undefined
-  route: string
-}
+import type { AuthRequest } from '../server/feed-server.js'
 
 export type Authorize = (request: AuthRequest) => void
 

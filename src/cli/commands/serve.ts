@@ -1,24 +1,15 @@
+import { BadRequestError } from '../../errors.js'
+import type { FeedServer } from '../../server/feed-server.js'
 import type { SourceStore } from '../../store/store.js'
 import type { Registrar } from '../cli.js'
-import type { PinoLogger } from '../logger.js'
 import { collect, examples, parseDurationOption, parsePort } from '../options.js'
-import { tokenAuthorizer, tokensFrom, type Authorize } from '../token-auth.js'
+import { tokenAuthorizer, tokensFrom } from '../token-auth.js'
 
 interface ServeOptions {
   host: string
   port: number
   token?: string[]
   maintainEvery?: number
-}
-
-/** The part of src/server/feed-server.ts that serve uses (its API is fixed by the design). */
-interface FeedServerModule {
-  createFeedServer(options: {
-    store: SourceStore
-    logger?: PinoLogger
-    authorize?: Authorize
-    maintainEveryMs?: number
-  }): Promise<{ listen(o: { host?: string; port?: number }): Promise<{ url: string }>; close(): Promise<void> }>
 }
 
 /** `tidemark serve <db>`: the HTTP feed server over a source store, until SIGINT or SIGTERM. */
@@ -47,10 +38,11 @@ ${examples([
       const stop = stopSignal(cli.note.bind(cli))
       const log = cli.logger('serve')
       let store: SourceStore | undefined
-      let server: Awaited<ReturnType<FeedServerModule['createFeedServer']>> | undefined
+      let server: FeedServer | undefined
       try {
         store = await cli.openStore(db)
-        const { createFeedServer } = await loadFeedServer()
+        // Loaded when serve runs, so that the other commands do not pay for loading fastify.
+        const { createFeedServer } = await import('../../server/feed-server.js')
         const authorize = tokenAuthorizer(tokensFrom(options.token, process.env.TIDEMARK_TOKENS))
         server = await createFeedServer({
           store,
@@ -58,7 +50,9 @@ ${examples([
           ...(authorize ? { authorize } : {}),
           ...(options.maintainEvery !== undefined ? { maintainEveryMs: options.maintainEvery } : {}),
         })
-        const { url } = await server.listen({ host: options.host, port: options.port })
+        const { url } = await server.listen({ host: options.host, port: options.port }).catch((error: unknown) => {
+          throw listenError(error, options)
+        })
         if (!authorize) log.warn({}, 'no --token given: anyone who can reach this address can read every feed')
         cli.note(`tidemark serving ${db} at ${url}`)
         const signal = await stop.signalled
@@ -76,10 +70,16 @@ ${examples([
     })
 }
 
-async function loadFeedServer(): Promise<FeedServerModule> {
-  // Loaded when serve runs, so that the other commands do not pay for fastify.
-  const path = '../../server/feed-server.js'
-  return (await import(path)) as FeedServerModule
+/** The operator's mistakes when listening, said as such (exit 1) rather than as an unexpected error. */
+function listenError(error: unknown, options: ServeOptions): unknown {
+  const code = (error as { code?: string }).code
+  const where = `${options.host}:${options.port}`
+  if (code === 'EADDRINUSE') return new BadRequestError(`${where} is already in use: choose another --port (0 picks a free one)`, { cause: error })
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
+    return new BadRequestError(`cannot listen on ${where}: no such address on this machine (check --host)`, { cause: error })
+  }
+  if (code === 'EACCES') return new BadRequestError(`not allowed to listen on ${where}: ports below 1024 need privileges`, { cause: error })
+  return error
 }
 
 /** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */

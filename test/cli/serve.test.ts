@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict'
+import type { ChildProcess } from 'node:child_process'
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { tmpDir } from '../helpers/tmp.js'
+import { collect, failsWith, ok, spawnTidemark, tidemark, type CliResult } from './run-cli.js'
+
+/** Starts `tidemark serve` and resolves with the URL it prints once listening. */
+async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string; done: Promise<CliResult> }> {
+  const child = spawnTidemark(['serve', ...args], { env })
+  child.stdin?.end()
+  const done = collect(child)
+  const url = await new Promise<string>((resolve, reject) => {
+    let seen = ''
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${seen}`)), 15_000)
+    child.stderr?.on('data', (d: Buffer | string) => {
+      seen += String(d)
+      const m = /^tidemark serving .* at (http:\/\/\S+)$/m.exec(seen)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1] as string)
+      }
+    })
+    void done.then((r) => reject(new Error(`serve exited ${r.code}: ${r.stderr}`)))
+  })
+  return { child, url, done }
+}
+
+describe('tidemark serve', () => {
+  it('serves on the port it was given (0: any), asks for a token, stops on SIGTERM with exit 0', async () => {
+    const db = join(tmpDir(), 'shop.db')
+    ok(await tidemark(['write', db, 'customers', '1', '{"name":"Ada"}']))
+    const { child, url, done } = await serve([db, '--port', '0', '--token', 'first', '--token', 'second'])
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/)
+    assert.notEqual(url, 'http://127.0.0.1:0')
+
+    const health = await fetch(`${url}/healthz`)
+    assert.equal(health.status, 200)
+    const anonymous = await fetch(`${url}/v1/feeds`)
+    assert.equal(anonymous.status, 401)
+    assert.equal(((await anonymous.json()) as { error: string }).error, 'unauthorized')
+    const wrong = await fetch(`${url}/v1/feeds`, { headers: { authorization: 'Bearer third' } })
+    assert.equal(wrong.status, 401)
+    for (const token of ['first', 'second']) {
+      const feeds = await fetch(`${url}/v1/feeds`, { headers: { authorization: `Bearer ${token}` } })
+      assert.equal(feeds.status, 200)
+      assert.deepEqual(((await feeds.json()) as Array<{ name: string; head: number }>).map((f) => [f.name, f.head]), [['customers', 1]])
+    }
+
+    child.kill('SIGTERM')
+    const result = await done
+    assert.equal(result.code, 0, result.stderr)
+    assert.doesNotMatch(result.stderr, /tidemark: (?!serving)/)
+    // The store was closed cleanly: the database is usable at once.
+    assert.deepEqual(ok(await tidemark(['write', db, 'customers', '2', '{}'])), ['2'])
+  })
+
+  it('takes its tokens from TIDEMARK_TOKENS, stops on SIGINT, and fails like the other commands', async () => {
+    const db = join(tmpDir(), 'shop.db')
+    ok(await tidemark(['write', db, 'customers', '1', '{}']))
+    const { child, url, done } = await serve([db, '--port', '0'], { TIDEMARK_TOKENS: ' a , b ' })
+    assert.equal((await fetch(`${url}/v1/feeds`)).status, 401)
+    assert.equal((await fetch(`${url}/v1/feeds`, { headers: { authorization: 'Bearer b' } })).status, 200)
+    child.kill('SIGINT')
+    assert.equal((await done).code, 0)
+
+    failsWith(await tidemark(['serve', join(tmpDir(), 'missing.db'), '--port', '0']), 3, /no such database file/)
+    failsWith(await tidemark(['serve', db, '--port', '70000']), 1, /argument '70000' is invalid/)
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const { port } = taken.address() as AddressInfo
+    try {
+      failsWith(await tidemark(['serve', db, '--port', String(port)]), 1, new RegExp(`127\\.0\\.0\\.1:${port} is already in use: choose another --port`))
+    } finally {
+      taken.close()
+    }
+  })
+})
