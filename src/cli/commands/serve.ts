@@ -21,7 +21,11 @@ export const registerServe: Registrar = (program, cli) => {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port)', parsePort, 7480)
     .option('--token <token>', 'accept this bearer token (repeatable; default: $TIDEMARK_TOKENS, comma-separated; none: no auth)', collect)
-    .option('--maintain-every <duration>', 'how often to update digests and apply retention (default: the server\'s)', parseDurationOption)
+    .option(
+      '--maintain-every <duration>',
+      "how often to update digests, apply retention and check for a restore (default: the server's; 0: never)",
+      (value: string) => (value.trim() === '0' ? 0 : parseDurationOption(value)),
+    )
     .addHelpText(
       'after',
       `
