@@ -52,6 +52,8 @@ export interface TrackedTable {
   table: string
   keyColumn: string
   columns: string[]
+  /** False after `untrack`: the feed keeps its history but no longer captures the table. */
+  active: boolean
 }
 
 /** A key's current version in the source's state. `data` absent means a tombstone (deleted). */

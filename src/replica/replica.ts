@@ -40,6 +40,8 @@ export interface ReplicaOptions<Tx> {
   /** Take over a replica bound to another source or feed (it re-bootstraps). */
   force?: boolean
   backoff?: Backoff
+  /** A live replica that falls this many changes behind the head goes back to catching-up. */
+  catchUpThreshold?: number
   onPhase?: (change: PhaseChange) => void
   now?: () => number
 }
@@ -344,7 +346,7 @@ export class Replica<Tx = unknown> {
         if (this.checkpoint !== lastProgress.seq) lastProgress = { seq: this.checkpoint, at: this.now() }
         const atHead = this.checkpoint >= this.sourceHead
         if (atHead && this.machine.phase !== 'live') this.machine.to('live', `at head ${this.checkpoint}`)
-        else if (!atHead && this.machine.phase === 'live' && this.sourceHead - this.checkpoint > 10_000) {
+        else if (!atHead && this.machine.phase === 'live' && this.sourceHead - this.checkpoint > (this.options.catchUpThreshold ?? 10_000)) {
           this.machine.to('catching-up', `${this.sourceHead - this.checkpoint} changes behind`)
         }
       }

@@ -81,6 +81,28 @@ describe('SqliteSourceStore', () => {
     db.close()
   })
 
+  it('untrack then track again resynchronises the feed with the table', async () => {
+    const path = tmpDb()
+    const db = new Database(path)
+    db.exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1,'a'),(2,'b')`)
+    const store = SqliteSourceStore.open(path)
+    await store.track({ table: 't', keyColumn: 'id' })
+    await store.untrack('t')
+    assert.equal((await store.getFeed('t')).tracked?.active, false)
+    await assert.rejects(store.untrack('t'), /does not capture/)
+    db.exec(`DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (3,'c')`)
+    assert.equal((await store.getFeed('t')).head, 2)
+    await store.track({ table: 't', keyColumn: 'id' })
+    const changes = await collect(store.changes('t', 2))
+    assert.deepEqual(changes.map((c) => [c.key, c.op, c.tx]), [['1', 'delete', 5], ['2', 'upsert', 5], ['3', 'upsert', 5]])
+    const snap = await store.snapshot('t', null, 10)
+    assert.deepEqual(snap.rows.map((r) => r.key), ['2', '3'])
+    await store.ensureFeed('t', { retention: { changes: 100 } })
+    assert.equal((await store.getFeed('t')).retention.changes, 100)
+    await store.close()
+    db.close()
+  })
+
   it('never splits a transaction: a limit ends at a boundary, and a transaction longer than a page keeps its tx', async () => {
     const path = tmpDb()
     const store = SqliteSourceStore.open(path)

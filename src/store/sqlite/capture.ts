@@ -65,7 +65,7 @@ export function installCapture(db: Database, options: TrackOptions): { feed: str
     throw new BadRequestError(`cannot capture BLOB columns as JSON: ${blobs.join(', ')} of table "${options.table}"`)
   }
   const names = columns.map((c) => c.name)
-  const tracked: TrackedTable = { table: options.table, keyColumn: options.keyColumn, columns: names }
+  const tracked: TrackedTable = { table: options.table, keyColumn: options.keyColumn, columns: names, active: true }
 
   let captured = 0
   db.transaction(() => {
@@ -75,11 +75,9 @@ export function installCapture(db: Database, options: TrackOptions): { feed: str
     if (existing && existing.tracked === null && existing.head > 0) {
       throw new ConflictError(`feed "${feed}" already has ${existing.head} changes written through the API: track into another feed`)
     }
-    if (existing?.tracked) {
-      const previous = JSON.parse(existing.tracked) as TrackedTable
-      if (previous.table !== options.table) {
-        throw new ConflictError(`feed "${feed}" already captures table "${previous.table}"`)
-      }
+    const previous = existing?.tracked ? (JSON.parse(existing.tracked) as TrackedTable) : undefined
+    if (previous && previous.table !== options.table) {
+      throw new ConflictError(`feed "${feed}" ${previous.active === false ? 'captured' : 'already captures'} table "${previous.table}"`)
     }
     ensureFeedRow(db, feed, options.retention ? { retention: options.retention } : {})
     dropTriggers(db, feed)
@@ -102,10 +100,24 @@ END;`)
     )}
 END;`)
 
-    if (!existing?.tracked) {
-      // The rows already in the table become the feed's first transaction, under the same lock
-      // that installs the triggers: nothing written before or after is missed or doubled.
-      const head = (db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck().get(feed) as number) ?? 0
+    if (!previous || previous.active === false) {
+      // The rows in the table become one transaction of the feed, under the same lock that
+      // installs the triggers: nothing written before or after is missed or doubled. After an
+      // untrack, keys the table lost meanwhile are deleted in that same transaction.
+      let head = (db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck().get(feed) as number) ?? 0
+      const txStart = head + 1
+      if (previous) {
+        const gone = db
+          .prepare(
+            `INSERT INTO tidemark_changes (feed, seq, key, op, data, txs, ts)
+             SELECT feed, ? + row_number() OVER (ORDER BY key), key, ${OP_DELETE}, NULL, ?, ${NOW_MS_SQL}
+             FROM tidemark_state WHERE feed = ? AND data IS NOT NULL
+               AND key NOT IN (SELECT CAST(${quoteId(key)} AS TEXT) FROM ${table} WHERE ${quoteId(key)} IS NOT NULL)`,
+          )
+          .run(head, txStart, feed).changes
+        db.prepare('UPDATE tidemark_feeds SET head = head + ? WHERE name = ?').run(gone, feed)
+        head += gone
+      }
       const info = db
         .prepare(
           `INSERT INTO tidemark_changes (feed, seq, key, op, data, txs, ts)
@@ -113,7 +125,7 @@ END;`)
                   ${jsonOf('', names)}, ? + 1, ${NOW_MS_SQL}
            FROM ${table} WHERE ${quoteId(key)} IS NOT NULL`,
         )
-        .run(feed, head, head)
+        .run(feed, head, txStart - 1)
       captured = info.changes
       db.prepare('UPDATE tidemark_feeds SET head = head + ? WHERE name = ?').run(captured, feed)
     }
@@ -125,7 +137,8 @@ END;`)
 export function removeCapture(db: Database, feed: string): void {
   db.transaction(() => {
     dropTriggers(db, feed)
-    db.prepare('UPDATE tidemark_feeds SET tracked = NULL WHERE name = ?').run(feed)
+    const row = db.prepare('SELECT tracked FROM tidemark_feeds WHERE name = ?').pluck().get(feed) as string | null
+    if (row) db.prepare('UPDATE tidemark_feeds SET tracked = ? WHERE name = ?').run(JSON.stringify({ ...(JSON.parse(row) as TrackedTable), active: false }), feed)
   }).immediate()
 }
 

@@ -22,7 +22,7 @@ import { openDatabase, translateError } from './database.js'
 import { Indexer } from './indexer.js'
 import { RestoreMarks } from './restore-marks.js'
 import { OP_UPSERT } from './schema.js'
-import { newEpoch, SqliteSource } from './sqlite-source.js'
+import { ensureFeedRow, newEpoch, SqliteSource } from './sqlite-source.js'
 
 /** Rows read from the log per short read transaction. */
 const PAGE = 1000
@@ -119,7 +119,7 @@ export class SqliteSourceStore implements SourceStore {
 
   async ensureFeed(name: string, options: FeedOptions = {}): Promise<FeedInfo> {
     checkRetention(options)
-    this.source.feed(name, options)
+    this.db.transaction(() => ensureFeedRow(this.db, name, options)).immediate()
     return this.getFeed(name)
   }
 
@@ -282,7 +282,9 @@ export class SqliteSourceStore implements SourceStore {
 
   async untrack(feed: string): Promise<void> {
     const f = this.feedRow(feed)
-    if (f.tracked === null) throw new BadRequestError(`feed "${feed}" does not capture a table`)
+    if (f.tracked === null || (JSON.parse(f.tracked) as TrackedTable).active === false) {
+      throw new BadRequestError(`feed "${feed}" does not capture a table`)
+    }
     removeCapture(this.db, feed)
   }
 
