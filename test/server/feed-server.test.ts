@@ -56,6 +56,7 @@ describe('feed server: feeds', () => {
     checkError(await server.app.inject({ url: '/v1/feeds/-bad' }), 400, 'bad-request')
     checkError(await server.app.inject({ url: '/v1/feeds/a%20b/changes' }), 400, 'bad-request')
     checkError(await server.app.inject({ url: `/v1/feeds/${'x'.repeat(200)}/changes` }), 400, 'bad-request')
+    checkError(await server.app.inject({ url: '/v1/feeds/%zz/changes' }), 400, 'bad-request')
   })
 
   it('answers unknown routes with 404 in the protocol shape', async () => {
@@ -214,6 +215,51 @@ describe('feed server: changes', () => {
       }
     }
     assert.deepEqual({ ...lines[total], epoch: 'e' }, { end: true, epoch: 'e', head: total, last: total })
+  })
+
+  it('reads the log only as fast as a slow client takes it', async () => {
+    const { server, store } = await serve()
+    await store.ensureFeed('big')
+    const total = 50_000
+    for (let start = 0; start < total; start += 1000) {
+      await store.write(
+        'big',
+        Array.from({ length: 1000 }, (_, i) => ({ op: 'upsert' as const, key: `k${start + i}`, data: { n: start + i, pad: 'x'.repeat(300) } })),
+      )
+    }
+    const streamed = async (): Promise<number> =>
+      Number(/tidemark_changes_streamed_total\{feed="big"\} (\d+)/.exec((await server.app.inject({ url: '/metrics' })).body)?.[1] ?? 0)
+    const { url } = await server.listen({ port: 0 })
+    const { request } = await import('node:http')
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = request(`${url}/v1/feeds/big/changes?limit=${LIMITS.changesMax}`, { agent: false }, (res) => {
+        res.setEncoding('utf8')
+        let text = ''
+        res.once('data', async (first: string) => {
+          text += first
+          res.pause()
+          // The client has stopped reading: the server stops once the socket's buffers are full.
+          let seen = -1
+          await eventually(async () => {
+            const now = await streamed()
+            const still = now === seen
+            seen = now
+            return still && (await new Promise((r) => setTimeout(r, 50, true)))
+          }, 'the server to stop reading')
+          assert.ok(seen < total / 2, `the server read ${seen} of ${total} changes for a client that took one chunk`)
+          res.on('data', (chunk: string) => (text += chunk))
+          res.on('end', () => resolve(text))
+          res.resume()
+        })
+        res.on('error', reject)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    const lines = ndjson(body)
+    assert.equal(lines.length, total + 1)
+    assert.ok(lines.slice(0, -1).every((c, i) => c.seq === i + 1))
+    assert.equal(lines.at(-1)?.last, total)
   })
 })
 
