@@ -1,0 +1,92 @@
+import type { Database } from 'better-sqlite3'
+import { StoreUnavailableError } from '../../errors.js'
+
+/**
+ * A replica's tables inside the consumer's SQLite file, all named `tidemark_replica_…` so that they
+ * sit beside the consumer's own tables (and beside a source's `tidemark_…` tables, when one service
+ * both owns a feed and copies another) without a clash. The schema version is kept apart from the
+ * source's, in `tidemark_replica_meta`, so either side migrates on its own.
+ *
+ * - tidemark_replica_replicas: one row per replica (by name): what it copies (feed, source), its
+ *   checkpoint (epoch, seq) and current generation, the bootstrap in progress (JSON of
+ *   BootstrapProgress, NULL when none), lag bookkeeping, and the lease of the process that writes it.
+ * - tidemark_replica_rows: every generation's rows. A bootstrap builds a new generation beside the
+ *   current one, and the swap is one update of `gen`. `data` is the JSON text exactly as the source
+ *   sent it; NULL is a tombstone (kept while bootstrapping, so that an older snapshot row cannot
+ *   bring back a key the log deleted). `hash` is the row's digest hash (NULL for a tombstone), kept
+ *   so that replacing a version needs no recomputation.
+ * - tidemark_replica_digest: per generation and leaf bucket, count and sum mod 2^128 (16 bytes,
+ *   big-endian) of the live rows' hashes, written in the same transaction as the rows.
+ *
+ * - tidemark_replica_current (a view): each replica's current copy, live rows only. A consumer reads
+ *   its copy with plain SQL, e.g.
+ *     SELECT data ->> '$.email' FROM tidemark_replica_current WHERE name = 'customers' AND key = ?
+ *   and the lookup stays a primary-key search (the view joins on the replica's current `gen`).
+ */
+export const REPLICA_SCHEMA_VERSION = 1
+
+const DDL = `
+CREATE TABLE IF NOT EXISTS tidemark_replica_meta (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tidemark_replica_replicas (
+  name TEXT PRIMARY KEY,
+  feed TEXT NOT NULL,
+  source TEXT NOT NULL,
+  epoch TEXT,
+  seq INTEGER NOT NULL DEFAULT 0,
+  gen INTEGER NOT NULL DEFAULT 0,
+  keys INTEGER NOT NULL DEFAULT 0,
+  bootstrap TEXT,
+  applied_at INTEGER,
+  source_head INTEGER NOT NULL DEFAULT 0,
+  source_head_at INTEGER,
+  behind_since INTEGER,
+  owner_id TEXT,
+  owner_pid INTEGER,
+  owner_host TEXT,
+  owner_expires INTEGER,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tidemark_replica_rows (
+  name TEXT NOT NULL,
+  gen INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  data TEXT,
+  hash BLOB,
+  PRIMARY KEY (name, gen, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tidemark_replica_digest (
+  name TEXT NOT NULL,
+  gen INTEGER NOT NULL,
+  bucket INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  sum BLOB NOT NULL,
+  PRIMARY KEY (name, gen, bucket)
+) WITHOUT ROWID;
+CREATE VIEW IF NOT EXISTS tidemark_replica_current (name, key, seq, data) AS
+  SELECT r.name, w.key, w.seq, w.data
+  FROM tidemark_replica_replicas r
+  JOIN tidemark_replica_rows w ON w.name = r.name AND w.gen = r.gen
+  WHERE w.data IS NOT NULL;
+`
+
+export function migrateReplica(db: Database): void {
+  const run = (): void => {
+    db.exec(DDL)
+    const row = db.prepare(`SELECT value FROM tidemark_replica_meta WHERE name = 'schema'`).get() as { value: string } | undefined
+    const version = row ? Number(row.value) : 0
+    if (version > REPLICA_SCHEMA_VERSION) {
+      throw new StoreUnavailableError(
+        `${db.name} has tidemark replica schema ${version}; this tidemark knows up to ${REPLICA_SCHEMA_VERSION}: upgrade tidemark`,
+      )
+    }
+    if (version < REPLICA_SCHEMA_VERSION) {
+      db.prepare(`INSERT OR REPLACE INTO tidemark_replica_meta (name, value) VALUES ('schema', ?)`).run(String(REPLICA_SCHEMA_VERSION))
+    }
+  }
+  // BEGIN IMMEDIATE; a savepoint when a consumer that attached its own connection is inside a transaction.
+  db.transaction(run).immediate()
+}

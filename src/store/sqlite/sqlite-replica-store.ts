@@ -1,0 +1,699 @@
+import type { Database, Statement } from 'better-sqlite3'
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
+import { bucketOf, bufferToHash, hashToBuffer, rowHash } from '../../digest/row-hash.js'
+import { StoredChange, StoredRow } from '../../protocol/encoded.js'
+import type { Change, Seq, StateRow } from '../../protocol/types.js'
+import { LIMITS } from '../../protocol/limits.js'
+import type { ApplyHook, BootstrapProgress, ClaimOptions, ReplicaState, ReplicaStore } from '../replica-store.js'
+import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
+import { openDatabase, translateError } from './database.js'
+import { checkLease, DEFAULT_LEASE_MS, describeOwner, type LeaseOwner } from './replica-lease.js'
+import { migrateReplica } from './replica-schema.js'
+
+/** Rows read per page when diffing two generations, and deleted per transaction by the garbage collector. */
+const DIFF_PAGE = 1000
+const GC_CHUNK = 10_000
+
+const MASK_128 = (1n << 128n) - 1n
+
+export interface SqliteReplicaStoreOptions {
+  /** Create the file when it does not exist (default true). */
+  create?: boolean
+  logger?: Logger
+  /** The clock, ms since the Unix epoch (leases, lag bookkeeping, synthetic changes). */
+  clock?: () => number
+}
+
+interface ReplicaRow {
+  name: string
+  feed: string
+  source: string
+  epoch: string | null
+  seq: number
+  gen: number
+  keys: number
+  bootstrap: string | null
+  applied_at: number | null
+  source_head: number
+  source_head_at: number | null
+  behind_since: number | null
+  owner_id: string | null
+  owner_pid: number | null
+  owner_host: string | null
+  owner_expires: number | null
+  created_at: number
+}
+
+interface DataRow {
+  key: string
+  seq: number
+  data: string
+}
+
+/**
+ * The replica side of the store port on a SQLite file: the consumer's copy of one or more feeds,
+ * each under its own name, beside the consumer's own tables. Every write is one transaction that
+ * also moves the digest and, for `apply`, runs the projection hook on this very connection (`db`),
+ * so the consumer's tables, the copy and the checkpoint always move together.
+ *
+ * better-sqlite3 is synchronous: the methods are async only to fit the port, and each does its
+ * work in one go (a transaction cannot span an `await`).
+ */
+export class SqliteReplicaStore implements ReplicaStore<Database> {
+  readonly location: string
+  /** The connection: the consumer reads its own tables (and `tidemark_replica_current`) through it. */
+  readonly db: Database
+  private readonly ownsDb: boolean
+  private readonly logger: Logger
+  private readonly clock: () => number
+  /** This store instance's claim id: every write checks the replica's row still names it. */
+  private readonly ownerId = randomBytes(8).toString('hex')
+  private readonly host = hostname()
+  /** Replicas this instance has claimed, with their lease length. */
+  private readonly claims = new Map<string, number>()
+  private readonly stmt: ReturnType<typeof prepare>
+
+  /** Opens (and creates, unless `create: false`) a SQLite file for replicas: WAL, busy timeout. */
+  static open(path: string, options: SqliteReplicaStoreOptions = {}): SqliteReplicaStore {
+    const db = openDatabase(path, { create: options.create ?? true })
+    try {
+      return new SqliteReplicaStore(db, path, true, options)
+    } catch (error) {
+      db.close()
+      throw translateError(error, path)
+    }
+  }
+
+  /**
+   * Uses a connection the consumer already has (its own application database). The connection is
+   * used as it is (its journal mode and busy timeout stay the consumer's: WAL and a busy timeout
+   * are advised); `close()` releases the claims but leaves the connection open.
+   */
+  static attach(db: Database, options: Omit<SqliteReplicaStoreOptions, 'create'> = {}): SqliteReplicaStore {
+    try {
+      return new SqliteReplicaStore(db, db.name, false, options)
+    } catch (error) {
+      throw translateError(error, db.name)
+    }
+  }
+
+  private constructor(db: Database, location: string, ownsDb: boolean, options: SqliteReplicaStoreOptions) {
+    this.db = db
+    this.location = location
+    this.ownsDb = ownsDb
+    this.logger = options.logger ?? silentLogger
+    this.clock = options.clock ?? Date.now
+    migrateReplica(db)
+    this.stmt = prepare(db)
+  }
+
+  // ── claims ────────────────────────────────────────────────────────────────────────────────────
+
+  async claim(name: string, feed: string, source: string, options: ClaimOptions = {}): Promise<ReplicaState> {
+    checkReplicaName(name)
+    const { force = false, leaseMs = DEFAULT_LEASE_MS } = options
+    if (!Number.isSafeInteger(leaseMs) || leaseMs < 1) throw new BadRequestError(`a lease must last a positive number of ms, got ${leaseMs}`)
+    const row = this.db
+      .transaction((): ReplicaRow => {
+        const now = this.clock()
+        const me = [this.ownerId, process.pid, this.host, now + leaseMs] as const
+        const r = this.stmt.replica.get(name) as ReplicaRow | undefined
+        if (r === undefined) {
+          this.stmt.insertReplica.run(name, feed, source, ...me, now)
+          this.logger.info({ replica: name, feed, source }, `new replica "${name}" of feed "${feed}" at ${source}`)
+          return this.stmt.replica.get(name) as ReplicaRow
+        }
+        const previous = ownerOf(r)
+        const lease = checkLease(previous, this.ownerId, now, this.host)
+        if (lease.holder !== null) {
+          throw new ConflictError(
+            `replica "${name}" in ${this.location} is being replicated by ${describeOwner(lease.holder)}: stop it first`,
+          )
+        }
+        if (r.feed !== feed || r.source !== source) {
+          const bound = `feed "${r.feed}" from ${r.source}`
+          if (!force) {
+            throw new ConflictError(
+              `replica "${name}" in ${this.location} copies ${bound}, not feed "${feed}" from ${source}: ` +
+                'use another replica name, or force the claim to rebind it (it will re-bootstrap)',
+            )
+          }
+          // The old copy stays current (and readable) until the new bootstrap's swap, whose diff
+          // then moves the consumer's tables from the old source's state to the new one's.
+          this.stmt.rebind.run(feed, source, name)
+          this.logger.warn({ replica: name, feed, source, was: { feed: r.feed, source: r.source } }, `replica "${name}" rebound from ${bound} to feed "${feed}" from ${source}: it will re-bootstrap`)
+        }
+        if (lease.takeover !== null && previous !== null) {
+          this.logger.warn(
+            { replica: name, pid: previous.pid, host: previous.host, reason: lease.takeover },
+            `replica "${name}": taking over from pid ${previous.pid} on host ${previous.host} (${lease.takeover === 'expired' ? 'its lease expired' : 'that process is gone'})`,
+          )
+        }
+        this.stmt.setOwner.run(...me, name)
+        return this.stmt.replica.get(name) as ReplicaRow
+      })
+      .immediate()
+    this.claims.set(name, leaseMs)
+    return toState(row)
+  }
+
+  async renew(name: string): Promise<void> {
+    const leaseMs = this.claims.get(name) ?? DEFAULT_LEASE_MS
+    if (this.stmt.renew.run(this.clock() + leaseMs, name, this.ownerId).changes === 0) throw this.lostClaim(name)
+  }
+
+  async release(name: string): Promise<void> {
+    this.stmt.release.run(name, this.ownerId)
+    this.claims.delete(name)
+  }
+
+  // ── reading ───────────────────────────────────────────────────────────────────────────────────
+
+  async state(name: string): Promise<ReplicaState | null> {
+    const r = this.stmt.replica.get(name) as ReplicaRow | undefined
+    return r === undefined ? null : toState(r)
+  }
+
+  async list(): Promise<ReplicaState[]> {
+    return (this.stmt.replicas.all() as ReplicaRow[]).map(toState)
+  }
+
+  async get(name: string, key: string): Promise<StateRow | undefined> {
+    const r = this.stmt.currentRow.get(name, key) as DataRow | undefined
+    if (r === undefined) {
+      this.known(name)
+      return undefined
+    }
+    return new StoredRow(r.key, r.seq, r.data)
+  }
+
+  async rows(name: string, after: string | null, limit: number): Promise<StateRow[]> {
+    const rows = this.stmt.currentRows.all(name, after ?? '', limit) as DataRow[]
+    if (rows.length === 0) this.known(name)
+    return rows.map((r) => new StoredRow(r.key, r.seq, r.data))
+  }
+
+  async digestLeaves(name: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
+    return this.db.transaction(() => {
+      const r = this.known(name)
+      const leaves = (this.stmt.leaves.all(name, r.gen) as Array<{ bucket: number; count: number; sum: Buffer }>).map((l) => ({
+        bucket: l.bucket,
+        count: l.count,
+        sum: bufferToHash(l.sum),
+      }))
+      return { seq: r.seq, leaves }
+    })()
+  }
+
+  // ── bootstrap ─────────────────────────────────────────────────────────────────────────────────
+
+  async beginBootstrap(name: string, epoch: string, s0: Seq): Promise<BootstrapProgress> {
+    return this.db
+      .transaction((): BootstrapProgress => {
+        const r = this.owned(name)
+        const s = this.stmt
+        // A new generation above every one present, garbage included: it starts empty.
+        const gen =
+          Math.max(
+            r.gen,
+            progressOf(r)?.gen ?? 0,
+            (s.maxRowGen.get(name) as number | undefined) ?? 0,
+            (s.maxDigestGen.get(name) as number | undefined) ?? 0,
+          ) + 1
+        s.deleteGenRows.run(name, gen)
+        s.deleteGenDigest.run(name, gen)
+        const progress: BootstrapProgress = {
+          gen,
+          epoch,
+          s0,
+          afterKey: null,
+          snapshotDone: false,
+          readHead: s0,
+          seq: s0,
+          startedAt: this.clock(),
+        }
+        s.setProgress.run(JSON.stringify(progress), name)
+        return progress
+      })
+      .immediate()
+  }
+
+  async writeSnapshotChunk(
+    name: string,
+    rows: StateRow[],
+    progress: { afterKey: string | null; readHead: Seq; done: boolean },
+  ): Promise<void> {
+    this.db
+      .transaction(() => {
+        const r = this.owned(name)
+        const p = this.bootstrapping(r)
+        const w = new GenWriter(this.stmt, name, p.gen, true)
+        for (const row of rows) w.insertFirst(row.key, row.seq, rowText(row))
+        w.flush()
+        p.afterKey = progress.afterKey
+        p.readHead = Math.max(p.readHead, progress.readHead)
+        p.snapshotDone = progress.done
+        this.stmt.setProgress.run(JSON.stringify(p), name)
+      })
+      .immediate()
+  }
+
+  async applyToBootstrap(name: string, changes: Change[], upTo: Seq): Promise<void> {
+    this.db
+      .transaction(() => {
+        const r = this.owned(name)
+        const p = this.bootstrapping(r)
+        const w = new GenWriter(this.stmt, name, p.gen, true)
+        for (const c of changes) {
+          if (c.seq <= p.seq) continue
+          checkUpTo(c, upTo)
+          w.write(c.key, c.seq, changeText(c))
+        }
+        w.flush()
+        p.seq = Math.max(p.seq, upTo)
+        this.stmt.setProgress.run(JSON.stringify(p), name)
+      })
+      .immediate()
+  }
+
+  async finishBootstrap(name: string, hook?: ApplyHook<Database>): Promise<ReplicaState> {
+    const row = this.db
+      .transaction((): ReplicaRow => {
+        const r = this.owned(name)
+        const p = this.bootstrapping(r)
+        if (!p.snapshotDone || p.seq < p.readHead) {
+          throw new BadRequestError(
+            `the bootstrap of replica "${name}" is not complete (snapshot ${p.snapshotDone ? 'done' : `copied up to key ${JSON.stringify(p.afterKey)}`}, ` +
+              `log applied to ${p.seq} of at least ${p.readHead}): finish copying before making it current`,
+          )
+        }
+        if (hook) this.diff(name, r.gen, p, hook)
+        const keys = this.stmt.genKeys.get(name, p.gen) as number
+        const now = this.clock()
+        return this.stmt.swap.get(p.gen, p.epoch, p.seq, keys, now, p.seq, p.seq, now, name) as ReplicaRow
+      })
+      .immediate()
+    this.logger.info({ replica: name, gen: row.gen, seq: row.seq, keys: row.keys }, `replica "${name}" is now at seq ${row.seq} (generation ${row.gen})`)
+    return toState(row)
+  }
+
+  /**
+   * Calls the hook with the difference between generation `from` and the new one, walking both in
+   * key order a page at a time (the hook writes on this connection, which an open iterator forbids).
+   */
+  private diff(name: string, from: number, p: BootstrapProgress, hook: ApplyHook<Database>): void {
+    const old = new GenCursor(this.stmt.genPage, name, from)
+    const cur = new GenCursor(this.stmt.genPage, name, p.gen)
+    const ts = this.clock()
+    for (;;) {
+      const o = old.peek()
+      const n = cur.peek()
+      if (o === undefined && n === undefined) return
+      const order = o === undefined ? 1 : n === undefined ? -1 : compareUtf8(o.key, n.key)
+      if (order < 0) {
+        old.next()
+        this.runHook(hook, new StoredChange(p.seq, (o as DataRow).key, 'delete', p.seq, ts, null))
+        continue
+      }
+      const row = n as DataRow
+      cur.next()
+      if (order === 0) old.next()
+      if (order > 0 || (o as DataRow).seq !== row.seq) {
+        this.runHook(hook, new StoredChange(row.seq, row.key, 'upsert', p.seq, ts, row.data))
+      }
+    }
+  }
+
+  async collectGarbage(name: string): Promise<number> {
+    let total = 0
+    for (;;) {
+      const n = this.db.transaction(() => this.collectStep(name)).immediate()
+      if (n === 0) break
+      total += n
+      // Short transactions with a turn of the event loop between them: the replicator goes on.
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
+    if (total > 0) this.logger.debug({ replica: name, rows: total }, `replica "${name}": dropped ${total} rows of old generations`)
+    return total
+  }
+
+  /** Deletes up to GC_CHUNK rows of one generation that is neither current nor being built. */
+  private collectStep(name: string): number {
+    const r = this.owned(name)
+    const keep = [r.gen, progressOf(r)?.gen ?? r.gen]
+    const s = this.stmt
+    let gen = -1
+    for (;;) {
+      const next = s.nextRowGen.get(name, gen) as number | undefined
+      if (next === undefined) {
+        s.deleteOtherDigests.run(name, keep[0], keep[1])
+        return 0
+      }
+      gen = next
+      if (!keep.includes(gen)) break
+    }
+    const last = s.gcBoundary.get(name, gen, GC_CHUNK - 1) as string | undefined
+    if (last !== undefined) return s.deleteGenRowsUpTo.run(name, gen, last).changes
+    const n = s.deleteGenRows.run(name, gen).changes
+    s.deleteGenDigest.run(name, gen)
+    return n
+  }
+
+  // ── live ──────────────────────────────────────────────────────────────────────────────────────
+
+  async apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<Database>): Promise<ReplicaState> {
+    const row = this.db
+      .transaction((): ReplicaRow => {
+        const r = this.owned(name)
+        // Rows of the current generation are all at or below the checkpoint, so every change above
+        // it wins; a delete removes the row outright (no tombstone is needed from here on).
+        const w = new GenWriter(this.stmt, name, r.gen, false)
+        for (const c of changes) {
+          if (c.seq <= r.seq) continue
+          checkUpTo(c, upTo)
+          if (w.write(c.key, c.seq, changeText(c)) && hook) this.runHook(hook, c)
+        }
+        w.flush()
+        const seq = Math.max(r.seq, upTo)
+        const now = this.clock()
+        return this.stmt.advance.get(seq, w.keysDelta, seq > r.seq ? now : r.applied_at, seq, seq, now, name) as ReplicaRow
+      })
+      .immediate()
+    return toState(row)
+  }
+
+  async noteSourceHead(name: string, head: Seq): Promise<void> {
+    const now = this.clock()
+    if (this.stmt.noteHead.run(head, now, head, now, name, this.ownerId).changes === 0) throw this.lostClaim(name)
+  }
+
+  async close(): Promise<void> {
+    for (const name of [...this.claims.keys()]) {
+      try {
+        await this.release(name)
+      } catch (error) {
+        this.logger.warn({ replica: name, err: error }, `replica "${name}": could not release the claim`)
+      }
+    }
+    if (this.ownsDb) this.db.close()
+  }
+
+  // ── helpers ───────────────────────────────────────────────────────────────────────────────────
+
+  private runHook(hook: ApplyHook<Database>, change: Change): void {
+    let result: unknown
+    try {
+      result = hook(change, this.db)
+    } catch (error) {
+      throw new ApplyFailedError(change.seq, change.key, error)
+    }
+    if (isThenable(result)) {
+      // It will settle outside the transaction; keep its rejection from going unhandled.
+      result.then(undefined, () => {})
+      throw new ApplyFailedError(
+        change.seq,
+        change.key,
+        new TypeError('the apply hook returned a promise: it runs inside the SQLite transaction and must be synchronous (no async, no await)'),
+      )
+    }
+  }
+
+  /** The replica's row, when this store instance holds its claim (checked inside every write). */
+  private owned(name: string): ReplicaRow {
+    const r = this.stmt.replica.get(name) as ReplicaRow | undefined
+    if (r === undefined || r.owner_id !== this.ownerId) throw this.lostClaim(name, r)
+    return r
+  }
+
+  private lostClaim(name: string, r = this.stmt.replica.get(name) as ReplicaRow | undefined): Error {
+    if (r === undefined) return new BadRequestError(`no replica "${name}" in ${this.location}: claim it first`)
+    if (!this.claims.has(name)) {
+      return new ConflictError(`replica "${name}" in ${this.location} is not claimed by this replicator: claim it before writing`)
+    }
+    const owner = ownerOf(r)
+    return new ConflictError(
+      `lost the claim on replica "${name}" in ${this.location}` +
+        (owner ? `: it is now replicated by ${describeOwner(owner)}` : ': it was released') +
+        '; this replicator stops so that only one process writes the replica',
+    )
+  }
+
+  private known(name: string): ReplicaRow {
+    const r = this.stmt.replica.get(name) as ReplicaRow | undefined
+    if (r === undefined) throw new BadRequestError(`no replica "${name}" in ${this.location}: list them with \`tidemark status\``)
+    return r
+  }
+
+  private bootstrapping(r: ReplicaRow): BootstrapProgress {
+    const p = progressOf(r)
+    if (p === null) throw new BadRequestError(`replica "${r.name}" has no bootstrap in progress: begin one first`)
+    return p
+  }
+}
+
+function prepare(db: Database) {
+  const R = 'tidemark_replica_replicas'
+  const W = 'tidemark_replica_rows'
+  const D = 'tidemark_replica_digest'
+  return {
+    replica: db.prepare(`SELECT * FROM ${R} WHERE name = ?`),
+    replicas: db.prepare(`SELECT * FROM ${R} ORDER BY name`),
+    insertReplica: db.prepare(
+      `INSERT INTO ${R} (name, feed, source, owner_id, owner_pid, owner_host, owner_expires, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    setOwner: db.prepare(`UPDATE ${R} SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?`),
+    rebind: db.prepare(
+      `UPDATE ${R} SET feed = ?, source = ?, epoch = NULL, seq = 0, bootstrap = NULL,
+         source_head = 0, source_head_at = NULL, behind_since = NULL WHERE name = ?`,
+    ),
+    renew: db.prepare(`UPDATE ${R} SET owner_expires = ? WHERE name = ? AND owner_id = ?`),
+    release: db.prepare(
+      `UPDATE ${R} SET owner_id = NULL, owner_pid = NULL, owner_host = NULL, owner_expires = NULL WHERE name = ? AND owner_id = ?`,
+    ),
+    setProgress: db.prepare(`UPDATE ${R} SET bootstrap = ? WHERE name = ?`),
+    advance: db.prepare(
+      `UPDATE ${R} SET seq = ?, keys = keys + ?, applied_at = ?, source_head = max(source_head, ?),
+         behind_since = CASE WHEN ? >= source_head THEN NULL ELSE coalesce(behind_since, ?) END
+       WHERE name = ? RETURNING *`,
+    ),
+    swap: db.prepare(
+      `UPDATE ${R} SET gen = ?, epoch = ?, seq = ?, keys = ?, bootstrap = NULL, applied_at = ?, source_head = max(source_head, ?),
+         behind_since = CASE WHEN ? >= source_head THEN NULL ELSE coalesce(behind_since, ?) END
+       WHERE name = ? RETURNING *`,
+    ),
+    noteHead: db.prepare(
+      `UPDATE ${R} SET source_head = max(source_head, ?), source_head_at = ?,
+         behind_since = CASE WHEN max(source_head, ?) > seq THEN coalesce(behind_since, ?) ELSE NULL END
+       WHERE name = ? AND owner_id = ?`,
+    ),
+
+    rowVersion: db.prepare(`SELECT seq, hash FROM ${W} WHERE name = ? AND gen = ? AND key = ?`),
+    insertRow: db.prepare(`INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+    upsertRow: db.prepare(
+      `INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash`,
+    ),
+    deleteRow: db.prepare(`DELETE FROM ${W} WHERE name = ? AND gen = ? AND key = ?`),
+    bucket: db.prepare(`SELECT count, sum FROM ${D} WHERE name = ? AND gen = ? AND bucket = ?`),
+    writeBucket: db.prepare(
+      `INSERT INTO ${D} (name, gen, bucket, count, sum) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (name, gen, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum`,
+    ),
+
+    currentRow: db.prepare(`SELECT key, seq, data FROM tidemark_replica_current WHERE name = ? AND key = ?`),
+    currentRows: db.prepare(`SELECT key, seq, data FROM tidemark_replica_current WHERE name = ? AND key > ? ORDER BY key LIMIT ?`),
+    genPage: db.prepare(`SELECT key, seq, data FROM ${W} WHERE name = ? AND gen = ? AND key > ? AND data IS NOT NULL ORDER BY key LIMIT ?`),
+    leaves: db.prepare(`SELECT bucket, count, sum FROM ${D} WHERE name = ? AND gen = ? AND count > 0 ORDER BY bucket`),
+    genKeys: db.prepare(`SELECT coalesce(sum(count), 0) FROM ${D} WHERE name = ? AND gen = ?`).pluck(),
+
+    maxRowGen: db.prepare(`SELECT gen FROM ${W} WHERE name = ? ORDER BY gen DESC LIMIT 1`).pluck(),
+    maxDigestGen: db.prepare(`SELECT gen FROM ${D} WHERE name = ? ORDER BY gen DESC LIMIT 1`).pluck(),
+    nextRowGen: db.prepare(`SELECT gen FROM ${W} WHERE name = ? AND gen > ? ORDER BY gen LIMIT 1`).pluck(),
+    gcBoundary: db.prepare(`SELECT key FROM ${W} WHERE name = ? AND gen = ? ORDER BY key LIMIT 1 OFFSET ?`).pluck(),
+    deleteGenRows: db.prepare(`DELETE FROM ${W} WHERE name = ? AND gen = ?`),
+    deleteGenRowsUpTo: db.prepare(`DELETE FROM ${W} WHERE name = ? AND gen = ? AND key <= ?`),
+    deleteGenDigest: db.prepare(`DELETE FROM ${D} WHERE name = ? AND gen = ?`),
+    deleteOtherDigests: db.prepare(`DELETE FROM ${D} WHERE name = ? AND gen NOT IN (?, ?)`),
+  }
+}
+
+type Statements = ReturnType<typeof prepare>
+
+/**
+ * Writes versions into one generation inside the caller's transaction, higher seq wins, and keeps
+ * the digest's changes in memory to write each touched bucket once, at `flush`.
+ */
+class GenWriter {
+  /** Change in the number of live rows. */
+  keysDelta = 0
+  private readonly deltas = new Map<number, { count: number; sum: bigint }>()
+
+  constructor(
+    private readonly s: Statements,
+    private readonly name: string,
+    private readonly gen: number,
+    /** Keep deletes as tombstones (while bootstrapping: an older snapshot row must not revive the key). */
+    private readonly tombstones: boolean,
+  ) {}
+
+  /** For snapshot rows, mostly new keys: one statement when the key is not there yet. */
+  insertFirst(key: string, seq: Seq, text: string | null): boolean {
+    const h = text === null ? null : rowHash(key, seq, text)
+    if (this.s.insertRow.run(this.name, this.gen, key, seq, text, h === null ? null : hashToBuffer(h)).changes === 1) {
+      if (h !== null) this.account(key, null, h)
+      return true
+    }
+    return this.write(key, seq, text, h)
+  }
+
+  /** Writes the version when it is newer than the one held (or there is none); says whether it did. */
+  write(key: string, seq: Seq, text: string | null, h: bigint | null = text === null ? null : rowHash(key, seq, text)): boolean {
+    const cur = this.s.rowVersion.get(this.name, this.gen, key) as { seq: number; hash: Buffer | null } | undefined
+    if (cur !== undefined && cur.seq >= seq) return false
+    if (text === null && !this.tombstones) {
+      if (cur !== undefined) this.s.deleteRow.run(this.name, this.gen, key)
+    } else {
+      this.s.upsertRow.run(this.name, this.gen, key, seq, text, h === null ? null : hashToBuffer(h))
+    }
+    const old = cur?.hash ? bufferToHash(cur.hash) : null
+    if (old !== null || h !== null) this.account(key, old, h)
+    return true
+  }
+
+  private account(key: string, old: bigint | null, next: bigint | null): void {
+    const bucket = bucketOf(key)
+    let d = this.deltas.get(bucket)
+    if (d === undefined) this.deltas.set(bucket, (d = { count: 0, sum: 0n }))
+    if (old !== null) {
+      d.count -= 1
+      d.sum -= old
+      this.keysDelta -= 1
+    }
+    if (next !== null) {
+      d.count += 1
+      d.sum += next
+      this.keysDelta += 1
+    }
+  }
+
+  flush(): void {
+    for (const [bucket, d] of this.deltas) {
+      const cur = this.s.bucket.get(this.name, this.gen, bucket) as { count: number; sum: Buffer } | undefined
+      const sum = ((cur ? bufferToHash(cur.sum) : 0n) + d.sum) & MASK_128
+      this.s.writeBucket.run(this.name, this.gen, bucket, (cur?.count ?? 0) + d.count, hashToBuffer(sum))
+    }
+    this.deltas.clear()
+  }
+}
+
+/** Reads one generation's live rows in key order, a page at a time. */
+class GenCursor {
+  private page: DataRow[] = []
+  private i = 0
+  private after = ''
+  private done = false
+
+  constructor(
+    private readonly stmt: Statement,
+    private readonly name: string,
+    private readonly gen: number,
+  ) {}
+
+  peek(): DataRow | undefined {
+    if (this.i < this.page.length) return this.page[this.i]
+    if (this.done) return undefined
+    this.page = this.stmt.all(this.name, this.gen, this.after, DIFF_PAGE) as DataRow[]
+    this.i = 0
+    if (this.page.length < DIFF_PAGE) this.done = true
+    const last = this.page[this.page.length - 1]
+    if (last !== undefined) this.after = last.key
+    return this.page[0]
+  }
+
+  next(): void {
+    this.i++
+  }
+}
+
+/**
+ * Orders strings as SQLite's BINARY collation orders their UTF-8: by code point. JavaScript's `<`
+ * compares UTF-16 units, which puts U+10000 and above (surrogates) before U+E000–U+FFFF.
+ */
+export function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i)
+    let y = b.charCodeAt(i)
+    if (x === y) continue
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000
+    }
+    return x - y
+  }
+  return a.length - b.length
+}
+
+/** `data`'s JSON text as the source sent it (kept by StoredChange), or serialized; null for a delete. */
+function changeText(c: Change): string | null {
+  if (c.op === 'delete') return null
+  if (c.op !== 'upsert') throw new BadRequestError(`change ${c.seq} (key ${JSON.stringify(c.key)}) has an unknown op ${JSON.stringify(c.op)}`)
+  const text = (c as Partial<StoredChange>).dataText
+  if (typeof text === 'string') return text
+  if (c.data === undefined) throw new BadRequestError(`change ${c.seq} (key ${JSON.stringify(c.key)}) is an upsert without data`)
+  return JSON.stringify(c.data)
+}
+
+function rowText(r: StateRow): string | null {
+  const text = (r as Partial<StoredRow>).dataText
+  if (typeof text === 'string') return text
+  if (r.deleted || r.data === undefined) return null
+  return JSON.stringify(r.data)
+}
+
+function checkUpTo(c: Change, upTo: Seq): void {
+  if (c.seq > upTo) {
+    throw new BadRequestError(`change ${c.seq} is above the position ${upTo} it is applied up to: pass whole source transactions`)
+  }
+}
+
+function checkReplicaName(name: unknown): void {
+  if (typeof name !== 'string' || !LIMITS.feedName.test(name)) {
+    throw new BadRequestError(
+      `invalid replica name ${JSON.stringify(name)}: use 1–64 letters, digits, "_", "-" or "." (not first)`,
+    )
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
+}
+
+function ownerOf(r: ReplicaRow): LeaseOwner | null {
+  if (r.owner_id === null) return null
+  return { id: r.owner_id, pid: r.owner_pid ?? 0, host: r.owner_host ?? '', expires: r.owner_expires ?? 0 }
+}
+
+function progressOf(r: ReplicaRow): BootstrapProgress | null {
+  return r.bootstrap === null ? null : (JSON.parse(r.bootstrap) as BootstrapProgress)
+}
+
+function toState(r: ReplicaRow): ReplicaState {
+  return {
+    name: r.name,
+    feed: r.feed,
+    source: r.source,
+    epoch: r.epoch,
+    seq: r.seq,
+    gen: r.gen,
+    keys: r.keys,
+    bootstrap: progressOf(r),
+    appliedAt: r.applied_at,
+    sourceHead: r.source_head,
+    sourceHeadAt: r.source_head_at,
+    behindSince: r.behind_since,
+  }
+}

@@ -1,0 +1,612 @@
+import assert from 'node:assert/strict'
+import BetterSqlite3, { type Database } from 'better-sqlite3'
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { addHash, bucketOf, rowHash } from '../../src/digest/row-hash.js'
+import { ApplyFailedError, ConflictError, NotAStoreError } from '../../src/errors.js'
+import { StoredChange, StoredRow } from '../../src/protocol/encoded.js'
+import type { Change, Json, StateRow } from '../../src/protocol/types.js'
+import type { DigestLeaf } from '../../src/store/store.js'
+import { compareUtf8, SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
+import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
+import { propertyParameters } from '../helpers/property.js'
+import { tmpDb, tmpDir } from '../helpers/tmp.js'
+
+const FEED = 'customers'
+const SOURCE = 'http://source.test'
+
+function up(seq: number, key: string, data: Json, tx = seq): Change {
+  return { seq, key, op: 'upsert', data, tx, ts: 1 }
+}
+
+function del(seq: number, key: string, tx = seq): Change {
+  return { seq, key, op: 'delete', tx, ts: 1 }
+}
+
+function row(key: string, seq: number, data: Json): StateRow {
+  return { key, seq, data }
+}
+
+async function claimed(path = tmpDb('replica.db'), name = FEED): Promise<SqliteReplicaStore> {
+  const store = SqliteReplicaStore.open(path)
+  await store.claim(name, FEED, SOURCE)
+  return store
+}
+
+/** Bootstraps `rows` at s0 and finishes. */
+async function bootstrap(store: SqliteReplicaStore, rows: StateRow[], s0: number, hook?: (c: Change, db: Database) => void, name = FEED) {
+  await store.beginBootstrap(name, 'epoch-1', s0)
+  await store.writeSnapshotChunk(name, rows, { afterKey: rows.at(-1)?.key ?? null, readHead: s0, done: true })
+  return store.finishBootstrap(name, hook)
+}
+
+async function allRows(store: SqliteReplicaStore, name = FEED): Promise<Array<[string, number, Json | undefined]>> {
+  const out: Array<[string, number, Json | undefined]> = []
+  let after: string | null = null
+  for (;;) {
+    const page = await store.rows(name, after, 3)
+    for (const r of page) out.push([r.key, r.seq, r.data])
+    if (page.length < 3) return out
+    after = page[page.length - 1]!.key
+  }
+}
+
+/** The digest recomputed from the current generation's rows, as the port returns it. */
+function recomputed(db: Database, name = FEED): DigestLeaf[] {
+  const leaves = new Map<number, DigestLeaf>()
+  const rows = db.prepare('SELECT key, seq, data FROM tidemark_replica_current WHERE name = ?').all(name) as Array<{ key: string; seq: number; data: string }>
+  for (const r of rows) {
+    const b = bucketOf(r.key)
+    const leaf = leaves.get(b) ?? { bucket: b, count: 0, sum: 0n }
+    leaf.count += 1
+    leaf.sum = addHash(leaf.sum, rowHash(r.key, r.seq, r.data))
+    leaves.set(b, leaf)
+  }
+  return [...leaves.values()].sort((a, b) => a.bucket - b.bucket)
+}
+
+async function rejectsWith<T extends Error>(p: Promise<unknown>, cls: new (...args: never[]) => T, match?: RegExp): Promise<T> {
+  let caught: unknown
+  try {
+    await p
+  } catch (error) {
+    caught = error
+  }
+  assert.ok(caught instanceof cls, `expected ${cls.name}, got ${String(caught)}`)
+  if (match) assert.match((caught as Error).message, match)
+  return caught as T
+}
+
+describe('SqliteReplicaStore', () => {
+  it('bootstraps into an empty replica: state, rows, digest (equal to the source’s own)', async () => {
+    const source = SqliteSourceStore.open(tmpDb('source.db'))
+    await source.ensureFeed(FEED)
+    await source.write(FEED, [
+      { op: 'upsert', key: 'a', data: { n: 1, s: 'é' } },
+      { op: 'upsert', key: 'b', data: [1, 2.5, null] },
+      { op: 'upsert', key: 'c', data: 'x' },
+    ])
+    await source.write(FEED, [{ op: 'delete', key: 'c' }, { op: 'upsert', key: 'd', data: { z: true } }])
+    const snap = await source.snapshot(FEED, null, 100)
+
+    const store = await claimed()
+    const fresh = await store.state(FEED)
+    assert.equal(fresh?.gen, 0)
+    assert.equal(fresh?.epoch, null)
+    const p = await store.beginBootstrap(FEED, 'epoch-1', snap.head)
+    assert.deepEqual({ ...p, startedAt: 0 }, { gen: 1, epoch: 'epoch-1', s0: 5, afterKey: null, snapshotDone: false, readHead: 5, seq: 5, startedAt: 0 })
+    await store.writeSnapshotChunk(FEED, snap.rows, { afterKey: snap.last, readHead: snap.head, done: snap.done })
+    // Not current yet: the copy is still empty.
+    assert.deepEqual(await store.rows(FEED, null, 10), [])
+    const state = await store.finishBootstrap(FEED)
+    assert.equal(state.gen, 1)
+    assert.equal(state.epoch, 'epoch-1')
+    assert.equal(state.seq, 5)
+    assert.equal(state.keys, 3)
+    assert.equal(state.bootstrap, null)
+    assert.equal(state.sourceHead, 5)
+    assert.equal(state.behindSince, null)
+    assert.deepEqual(await allRows(store), [
+      ['a', 1, { n: 1, s: 'é' }],
+      ['b', 2, [1, 2.5, null]],
+      ['d', 5, { z: true }],
+    ])
+    const got = await store.get(FEED, 'b')
+    assert.ok(got instanceof StoredRow)
+    assert.equal((got as StoredRow).dataText, '[1,2.5,null]')
+    assert.equal(await store.get(FEED, 'c'), undefined)
+
+    await source.maintain()
+    const mine = await store.digestLeaves(FEED)
+    assert.deepEqual(mine, await source.digestLeaves(FEED))
+    assert.deepEqual(mine.leaves, recomputed(store.db))
+    // A consumer reads its copy with plain SQL.
+    assert.equal(store.db.prepare(`SELECT data ->> '$.s' FROM tidemark_replica_current WHERE name = ? AND key = 'a'`).pluck().get(FEED), 'é')
+    await store.close()
+    await source.close()
+  })
+
+  it('keeps the stored JSON text byte for byte, and hashes that text', async () => {
+    const store = await claimed()
+    const text = '{"b":1,  "a":[1.50]}'
+    await store.beginBootstrap(FEED, 'e', 1)
+    await store.writeSnapshotChunk(FEED, [new StoredRow('k', 1, text)], { afterKey: 'k', readHead: 1, done: true })
+    await store.applyToBootstrap(FEED, [new StoredChange(2, 'j', 'upsert', 2, 1, '{ "x" : 1 }')], 2)
+    await store.finishBootstrap(FEED)
+    await store.apply(FEED, [new StoredChange(3, 'i', 'upsert', 3, 1, '[ 3 ]')], 3)
+    const texts = store.db.prepare('SELECT key, data FROM tidemark_replica_current WHERE name = ? ORDER BY key').all(FEED)
+    assert.deepEqual(texts, [
+      { key: 'i', data: '[ 3 ]' },
+      { key: 'j', data: '{ "x" : 1 }' },
+      { key: 'k', data: text },
+    ])
+    assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
+    await store.close()
+  })
+
+  it('re-bootstraps beside the old copy, which stays readable until the swap; the hook sees exactly the difference', async () => {
+    const store = await claimed()
+    await bootstrap(store, [row('a', 1, 1), row('b', 2, 2), row('c', 3, 3), row('e', 4, 4)], 4)
+    await store.beginBootstrap(FEED, 'epoch-2', 10)
+    await store.writeSnapshotChunk(FEED, [row('a', 1, 1), row('b', 7, 'new')], { afterKey: 'b', readHead: 9, done: false })
+    assert.deepEqual(await allRows(store), [['a', 1, 1], ['b', 2, 2], ['c', 3, 3], ['e', 4, 4]])
+    await store.writeSnapshotChunk(FEED, [row('d', 8, 'd'), row('e', 4, 4)], { afterKey: 'e', readHead: 10, done: true })
+    await store.applyToBootstrap(FEED, [up(11, 'f', 'f'), del(12, 'a')], 12)
+    assert.equal((await store.state(FEED))?.seq, 4)
+    assert.deepEqual(await allRows(store), [['a', 1, 1], ['b', 2, 2], ['c', 3, 3], ['e', 4, 4]])
+
+    const seen: Array<[number, string, string, Json | undefined, number]> = []
+    const state = await store.finishBootstrap(FEED, (c) => {
+      seen.push([c.seq, c.key, c.op, c.data, c.tx])
+    })
+    assert.deepEqual(seen, [
+      [12, 'a', 'delete', undefined, 12],
+      [7, 'b', 'upsert', 'new', 12],
+      [12, 'c', 'delete', undefined, 12],
+      [8, 'd', 'upsert', 'd', 12],
+      [11, 'f', 'upsert', 'f', 12],
+    ])
+    assert.equal(state.seq, 12)
+    assert.equal(state.epoch, 'epoch-2')
+    assert.equal(state.gen, 2)
+    assert.equal(state.keys, 4)
+    assert.deepEqual(await allRows(store), [['b', 7, 'new'], ['d', 8, 'd'], ['e', 4, 4], ['f', 11, 'f']])
+    assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
+    await store.close()
+  })
+
+  it('walks keys in SQLite’s (UTF-8) order when diffing', async () => {
+    const keys = ['a', 'z', '\u{e000}', '\u{fffd}', '\u{1f600}', '\u{10000}', 'é', 'ab']
+    const sorted = [...keys].sort(compareUtf8)
+    const db = new BetterSqlite3(':memory:')
+    db.exec('CREATE TABLE t (k TEXT PRIMARY KEY)')
+    for (const k of keys) db.prepare('INSERT INTO t VALUES (?)').run(k)
+    assert.deepEqual(sorted, db.prepare('SELECT k FROM t ORDER BY k').pluck().all())
+    db.close()
+
+    const store = await claimed()
+    await bootstrap(store, keys.filter((_, i) => i % 2 === 0).map((k) => row(k, 1, 'old')), 1)
+    const seen: string[] = []
+    await bootstrap(store, keys.filter((_, i) => i % 3 === 0).map((k) => row(k, 1, 'old')), 2, (c) => {
+      seen.push(`${c.op} ${c.key}`)
+    })
+    const before = new Set(keys.filter((_, i) => i % 2 === 0))
+    const after = new Set(keys.filter((_, i) => i % 3 === 0))
+    const expected = sorted.flatMap((k) => (before.has(k) && !after.has(k) ? [`delete ${k}`] : !before.has(k) && after.has(k) ? [`upsert ${k}`] : []))
+    assert.deepEqual(seen, expected)
+    await store.close()
+  })
+
+  it('resumes a bootstrap after the store is closed and reopened', async () => {
+    const path = tmpDb('replica.db')
+    const first = await claimed(path)
+    const p = await first.beginBootstrap(FEED, 'e', 5)
+    await first.writeSnapshotChunk(FEED, [row('a', 1, 1), row('b', 2, 2)], { afterKey: 'b', readHead: 6, done: false })
+    await first.applyToBootstrap(FEED, [up(6, 'a', 'a6')], 6)
+    await first.close()
+
+    const second = await claimed(path)
+    const state = await second.state(FEED)
+    assert.deepEqual({ ...state?.bootstrap, startedAt: 0 }, { gen: p.gen, epoch: 'e', s0: 5, afterKey: 'b', snapshotDone: false, readHead: 6, seq: 6, startedAt: 0 })
+    await second.writeSnapshotChunk(FEED, [row('c', 3, 3)], { afterKey: 'c', readHead: 6, done: true })
+    const done = await second.finishBootstrap(FEED)
+    assert.equal(done.seq, 6)
+    assert.deepEqual(await allRows(second), [['a', 6, 'a6'], ['b', 2, 2], ['c', 3, 3]])
+    await second.close()
+  })
+
+  it('refuses to make an incomplete bootstrap current', async () => {
+    const store = await claimed()
+    await store.beginBootstrap(FEED, 'e', 5)
+    await store.writeSnapshotChunk(FEED, [row('a', 1, 1)], { afterKey: 'a', readHead: 5, done: false })
+    await rejectsWith(store.finishBootstrap(FEED), Error, /not complete/)
+    await store.writeSnapshotChunk(FEED, [], { afterKey: 'a', readHead: 8, done: true })
+    await rejectsWith(store.finishBootstrap(FEED), Error, /log applied to 5 of at least 8/)
+    await store.applyToBootstrap(FEED, [], 8)
+    assert.equal((await store.finishBootstrap(FEED)).seq, 8)
+    await store.close()
+  })
+
+  it('keeps the higher seq between snapshot rows and log changes, deletes included', async () => {
+    const store = await claimed()
+    await store.beginBootstrap(FEED, 'e', 10)
+    // The log arrives before the snapshot's (older) rows of the same keys.
+    await store.applyToBootstrap(FEED, [up(11, 'a', 'log'), del(12, 'b'), up(13, 'x', 'x'), del(14, 'x')], 14)
+    await store.writeSnapshotChunk(
+      FEED,
+      [row('a', 5, 'snap'), row('b', 6, 'snap'), row('c', 7, 'snap'), row('d', 15, 'snap'), row('x', 3, 'snap')],
+      { afterKey: 'x', readHead: 15, done: true },
+    )
+    // And the log goes on: an older delete does not remove the newer snapshot row.
+    await store.applyToBootstrap(FEED, [up(15, 'd', 'log15'), del(16, 'c')], 16)
+    await store.applyToBootstrap(FEED, [del(15, 'd')], 16)
+    const state = await store.finishBootstrap(FEED)
+    assert.deepEqual(await allRows(store), [['a', 11, 'log'], ['d', 15, 'snap']])
+    assert.equal(state.keys, 2)
+    assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
+    await store.close()
+  })
+
+  it('applies live changes once: twice the same changes is one effect and one hook call', async () => {
+    const store = await claimed()
+    await bootstrap(store, [row('a', 1, 1)], 1)
+    store.db.exec('CREATE TABLE projection (key TEXT PRIMARY KEY, value TEXT)')
+    const calls: number[] = []
+    const hook = (c: Change, db: Database) => {
+      calls.push(c.seq)
+      if (c.op === 'upsert') db.prepare('INSERT OR REPLACE INTO projection VALUES (?, ?)').run(c.key, JSON.stringify(c.data))
+      else db.prepare('DELETE FROM projection WHERE key = ?').run(c.key)
+    }
+    const batch = [up(2, 'b', 'b', 3), up(3, 'a', 'a3', 3), del(4, 'b'), up(5, 'c', { c: 1 })]
+    const s1 = await store.apply(FEED, batch, 5, hook)
+    const s2 = await store.apply(FEED, batch, 5, hook)
+    const s3 = await store.apply(FEED, batch.slice(2), 5, hook)
+    assert.deepEqual(calls, [2, 3, 4, 5])
+    assert.equal(s1.seq, 5)
+    assert.equal(s1.keys, 2)
+    assert.deepEqual(s2, s1)
+    assert.deepEqual(s3, s1)
+    assert.deepEqual(await allRows(store), [['a', 3, 'a3'], ['c', 5, { c: 1 }]])
+    assert.deepEqual(store.db.prepare('SELECT key, value FROM projection ORDER BY key').all(), [
+      { key: 'a', value: '"a3"' },
+      { key: 'c', value: '{"c":1}' },
+    ])
+    // A batch that overlaps the checkpoint applies only what is above it.
+    await store.apply(FEED, [up(5, 'c', 'stale'), up(6, 'd', 'd')], 6, hook)
+    assert.deepEqual(calls, [2, 3, 4, 5, 6])
+    assert.deepEqual(await store.get(FEED, 'c'), new StoredRow('c', 5, '{"c":1}'))
+    assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
+    assert.equal((await store.digestLeaves(FEED)).seq, 6)
+    await store.close()
+  })
+
+  it('rolls everything back when the hook throws, naming seq and key', async () => {
+    const store = await claimed()
+    await bootstrap(store, [row('a', 1, 1)], 1)
+    store.db.exec('CREATE TABLE projection (key TEXT PRIMARY KEY)')
+    const before = await store.state(FEED)
+    const digest = await store.digestLeaves(FEED)
+    const boom = new Error('projection broke')
+    const error = await rejectsWith(
+      store.apply(FEED, [up(2, 'b', 2, 3), up(3, 'c', 3)], 3, (c, db) => {
+        db.prepare('INSERT INTO projection VALUES (?)').run(c.key)
+        if (c.key === 'c') throw boom
+      }),
+      ApplyFailedError,
+      /change 3 \(key "c"\): projection broke/,
+    )
+    assert.equal(error.seq, 3)
+    assert.equal(error.key, 'c')
+    assert.equal(error.cause, boom)
+    assert.deepEqual(await store.state(FEED), before)
+    assert.deepEqual(await store.digestLeaves(FEED), digest)
+    assert.deepEqual(await allRows(store), [['a', 1, 1]])
+    assert.equal(store.db.prepare('SELECT count(*) FROM projection').pluck().get(), 0)
+
+    // An async hook cannot run inside the transaction: refused, rolled back too.
+    await rejectsWith(
+      store.apply(FEED, [up(2, 'b', 2)], 2, async () => {}),
+      ApplyFailedError,
+      /must be synchronous/,
+    )
+    assert.deepEqual(await store.state(FEED), before)
+    await store.close()
+  })
+
+  it('rolls back the swap when the hook throws in finishBootstrap', async () => {
+    const store = await claimed()
+    await bootstrap(store, [row('a', 1, 1)], 1)
+    await store.beginBootstrap(FEED, 'e2', 3)
+    await store.writeSnapshotChunk(FEED, [row('b', 3, 3)], { afterKey: 'b', readHead: 3, done: true })
+    await rejectsWith(
+      store.finishBootstrap(FEED, (c) => {
+        if (c.op === 'upsert') throw new Error('no')
+      }),
+      ApplyFailedError,
+      /change 3 \(key "b"\)/,
+    )
+    const state = await store.state(FEED)
+    assert.equal(state?.gen, 1)
+    assert.equal(state?.bootstrap?.gen, 2)
+    assert.deepEqual(await allRows(store), [['a', 1, 1]])
+    assert.equal((await store.finishBootstrap(FEED)).gen, 2)
+    await store.close()
+  })
+
+  it('tracks the source head and since when the replica is behind', async () => {
+    let now = 1000
+    const store = SqliteReplicaStore.open(tmpDb('replica.db'), { clock: () => now })
+    await store.claim(FEED, FEED, SOURCE)
+    await bootstrap(store, [], 2)
+    await store.noteSourceHead(FEED, 2)
+    assert.equal((await store.state(FEED))?.behindSince, null)
+    now = 2000
+    await store.noteSourceHead(FEED, 5)
+    now = 3000
+    await store.noteSourceHead(FEED, 4)
+    let state = await store.state(FEED)
+    assert.deepEqual([state?.sourceHead, state?.sourceHeadAt, state?.behindSince], [5, 3000, 2000])
+    now = 4000
+    state = await store.apply(FEED, [up(3, 'a', 1)], 3)
+    assert.deepEqual([state.seq, state.appliedAt, state.behindSince], [3, 4000, 2000])
+    state = await store.apply(FEED, [up(4, 'b', 1, 5), up(5, 'a', 2)], 5)
+    assert.deepEqual([state.seq, state.sourceHead, state.behindSince], [5, 5, null])
+    now = 5000
+    state = await store.apply(FEED, [up(6, 'c', 1)], 6)
+    assert.deepEqual([state.sourceHead, state.behindSince], [6, null])
+    await store.close()
+  })
+
+  it('keeps the digest equal to one recomputed from the rows, after any operations', async () => {
+    const keyArb = fc.constantFrom('a', 'b', 'c', 'd', 'é', '\u{1f600}')
+    const opArb = fc.oneof(
+      fc.record({ kind: fc.constant('apply' as const), ops: fc.array(fc.tuple(keyArb, fc.option(fc.integer({ min: 0, max: 3 }))), { maxLength: 5 }) }),
+      fc.record({
+        kind: fc.constant('bootstrap' as const),
+        rows: fc.array(fc.tuple(keyArb, fc.integer({ min: 0, max: 3 })), { maxLength: 6 }),
+        log: fc.array(fc.tuple(keyArb, fc.option(fc.integer({ min: 0, max: 3 }))), { maxLength: 4 }),
+        hook: fc.boolean(),
+      }),
+      fc.record({ kind: fc.constant('gc' as const) }),
+    )
+    const path = join(tmpDir(), 'replica.db')
+    let run = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArb, { maxLength: 8 }), async (ops) => {
+        const name = `r${run++}`
+        const store = SqliteReplicaStore.open(path)
+        await store.claim(name, FEED, SOURCE)
+        // A model of the copy (key → [seq, data]) to check the rows too.
+        let model = new Map<string, [number, string]>()
+        let seq = 0
+        // As at a real source, one (key, seq) is one version: the same data wherever it shows up.
+        const versions = new Map<string, Json>()
+        const dataAt = (key: string, s: number, v: number): Json => {
+          const id = `${key}@${s}`
+          if (!versions.has(id)) versions.set(id, { v })
+          return versions.get(id) as Json
+        }
+        try {
+          for (const op of ops) {
+            if (op.kind === 'apply') {
+              const changes = op.ops.map(([key, v]) => (++seq, v === null ? del(seq, key, seq) : up(seq, key, dataAt(key, seq, v), seq)))
+              await store.apply(name, changes, seq)
+              for (const c of changes) {
+                if (c.op === 'delete') model.delete(c.key)
+                else model.set(c.key, [c.seq, JSON.stringify(c.data)])
+              }
+            } else if (op.kind === 'bootstrap') {
+              // Snapshot rows at seqs at or below s0 (unique keys, key order), then a log above s0.
+              const s0 = seq + 1
+              seq = s0
+              const rows = [...new Map(op.rows.map(([k, v]) => [k, v])).entries()]
+                .sort(([a], [b]) => compareUtf8(a, b))
+                .map(([key, v], i) => row(key, 1 + (i % s0), dataAt(key, 1 + (i % s0), v)))
+              const log = op.log.map(([key, v]) => (++seq, v === null ? del(seq, key) : up(seq, key, dataAt(key, seq, v))))
+              await store.beginBootstrap(name, `e${s0}`, s0)
+              await store.applyToBootstrap(name, log.slice(0, 2), log.slice(0, 2).at(-1)?.seq ?? s0)
+              await store.writeSnapshotChunk(name, rows, { afterKey: null, readHead: s0, done: true })
+              await store.applyToBootstrap(name, log, seq)
+              const next = new Map<string, [number, string]>(rows.map((r) => [r.key, [r.seq, JSON.stringify(r.data)]]))
+              for (const c of log) {
+                if (c.op === 'delete') next.delete(c.key)
+                else next.set(c.key, [c.seq, JSON.stringify(c.data)])
+              }
+              const projected = new Map(model)
+              await store.finishBootstrap(
+                name,
+                op.hook
+                  ? (c) => {
+                      if (c.op === 'delete') projected.delete(c.key)
+                      else projected.set(c.key, [c.seq, JSON.stringify(c.data)])
+                    }
+                  : undefined,
+              )
+              model = next
+              if (op.hook) assert.deepEqual(projected, model)
+            } else {
+              await store.collectGarbage(name)
+            }
+            const digest = await store.digestLeaves(name)
+            assert.deepEqual(digest.leaves, recomputed(store.db, name))
+            assert.equal(digest.seq, seq)
+            const state = await store.state(name)
+            assert.equal(state?.keys, model.size)
+            const rows = await store.rows(name, null, 100)
+            assert.deepEqual(
+              rows.map((r) => [r.key, r.seq, (r as StoredRow).dataText]),
+              [...model.entries()].sort(([a], [b]) => compareUtf8(a, b)).map(([k, [s, d]]) => [k, s, d]),
+            )
+          }
+        } finally {
+          await store.close()
+        }
+      }),
+      propertyParameters(60),
+    )
+  })
+
+  describe('claims', () => {
+    it('refuses a second replicator while the first holds the replica, and lets it in once released', async () => {
+      const path = tmpDb('replica.db')
+      const first = await claimed(path)
+      const second = SqliteReplicaStore.open(path)
+      await rejectsWith(
+        second.claim(FEED, FEED, SOURCE),
+        ConflictError,
+        new RegExp(`replica "customers" in .*replica\\.db is being replicated by pid ${process.pid} on host .* \\(lease until .*\\): stop it first`),
+      )
+      // Writing without a claim is refused as well.
+      await rejectsWith(second.beginBootstrap(FEED, 'e', 0), ConflictError, /not claimed/)
+      await first.release(FEED)
+      await second.claim(FEED, FEED, SOURCE)
+      await rejectsWith(first.beginBootstrap(FEED, 'e', 0), ConflictError, /not claimed/)
+      await first.close()
+      await second.close()
+    })
+
+    it('refuses while another live process on this host holds the lease', async () => {
+      const path = tmpDb('replica.db')
+      const store = SqliteReplicaStore.open(path)
+      await store.claim(FEED, FEED, SOURCE)
+      await store.release(FEED)
+      const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
+      try {
+        store.db
+          .prepare('UPDATE tidemark_replica_replicas SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?')
+          .run('other', child.pid, hostname(), Date.now() + 60_000, FEED)
+        await rejectsWith(store.claim(FEED, FEED, SOURCE), ConflictError, new RegExp(`pid ${child.pid} on host`))
+        child.kill('SIGKILL')
+        await new Promise((resolve) => child.once('exit', resolve))
+        // Its process is gone: taken over at once, lease or not.
+        const state = await store.claim(FEED, FEED, SOURCE)
+        assert.equal(state.name, FEED)
+        const owner = store.db.prepare('SELECT owner_pid, owner_host FROM tidemark_replica_replicas WHERE name = ?').get(FEED)
+        assert.deepEqual(owner, { owner_pid: process.pid, owner_host: hostname() })
+      } finally {
+        child.kill('SIGKILL')
+      }
+      await store.close()
+    })
+
+    it('waits for the lease of another host, then takes over', async () => {
+      let now = 10_000
+      const store = SqliteReplicaStore.open(tmpDb('replica.db'), { clock: () => now })
+      await store.claim(FEED, FEED, SOURCE)
+      await store.release(FEED)
+      store.db
+        .prepare('UPDATE tidemark_replica_replicas SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?')
+        .run('other', 1, 'elsewhere', now + 5000, FEED)
+      await rejectsWith(store.claim(FEED, FEED, SOURCE), ConflictError, /pid 1 on host elsewhere/)
+      now += 5000
+      await store.claim(FEED, FEED, SOURCE)
+      await store.close()
+    })
+
+    it('renews; a replicator that lost its claim stops writing', async () => {
+      let now = 0
+      const path = tmpDb('replica.db')
+      const first = SqliteReplicaStore.open(path, { clock: () => now })
+      await first.claim(FEED, FEED, SOURCE, { leaseMs: 1000 })
+      await bootstrap(first, [row('a', 1, 1)], 1)
+      now = 900
+      await first.renew(FEED)
+      const second = SqliteReplicaStore.open(path, { clock: () => now })
+      now = 1800
+      await rejectsWith(second.claim(FEED, FEED, SOURCE), ConflictError, /being replicated/)
+      now = 1901
+      await second.claim(FEED, FEED, SOURCE)
+      await rejectsWith(first.apply(FEED, [up(2, 'b', 2)], 2), ConflictError, /lost the claim on replica "customers".*pid \d+ on host/)
+      await rejectsWith(first.renew(FEED), ConflictError, /lost the claim/)
+      await rejectsWith(first.noteSourceHead(FEED, 9), ConflictError, /lost the claim/)
+      assert.equal((await second.apply(FEED, [up(2, 'b', 2)], 2)).seq, 2)
+      await first.close()
+      // Closing the first did not release the second's claim.
+      assert.equal((await second.apply(FEED, [up(3, 'c', 3)], 3)).seq, 3)
+      await second.close()
+    })
+
+    it('refuses another feed or source unless forced; forcing rebinds, and the old copy goes at the next swap', async () => {
+      const store = await claimed()
+      await bootstrap(store, [row('a', 1, 1), row('b', 1, 2)], 1)
+      await rejectsWith(
+        store.claim(FEED, 'orders', SOURCE),
+        ConflictError,
+        /copies feed "customers" from http:\/\/source\.test, not feed "orders" from http:\/\/source\.test/,
+      )
+      await rejectsWith(store.claim(FEED, FEED, 'http://other.test'), ConflictError, /not feed "customers" from http:\/\/other\.test/)
+      const rebound = await store.claim(FEED, FEED, 'http://other.test', { force: true })
+      assert.equal(rebound.source, 'http://other.test')
+      assert.equal(rebound.epoch, null)
+      assert.equal(rebound.seq, 0)
+      const seen: string[] = []
+      const state = await bootstrap(store, [row('b', 7, 2), row('c', 8, 3)], 9, (c) => {
+        seen.push(`${c.op} ${c.key}`)
+      })
+      assert.deepEqual(seen, ['delete a', 'upsert b', 'upsert c'])
+      assert.equal(state.seq, 9)
+      assert.deepEqual(await allRows(store), [['b', 7, 2], ['c', 8, 3]])
+      await store.close()
+    })
+
+    it('holds several replicas in one store', async () => {
+      const store = SqliteReplicaStore.open(tmpDb('replica.db'))
+      await store.claim('a', 'customers', SOURCE)
+      await store.claim('b', 'orders', SOURCE)
+      await bootstrap(store, [row('k', 1, 'customer')], 1, undefined, 'a')
+      await bootstrap(store, [row('k', 1, 'order')], 1, undefined, 'b')
+      assert.deepEqual((await store.list()).map((s) => [s.name, s.feed, s.keys]), [['a', 'customers', 1], ['b', 'orders', 1]])
+      assert.deepEqual((await store.get('b', 'k'))?.data, 'order')
+      await store.close()
+    })
+  })
+
+  it('drops old generations only', async () => {
+    const store = await claimed()
+    const many = Array.from({ length: 25_000 }, (_, i) => row(`k${String(i).padStart(6, '0')}`, 1, i))
+    await bootstrap(store, many, 1)
+    await bootstrap(store, many.slice(0, 10), 2)
+    await store.beginBootstrap(FEED, 'e', 3)
+    await store.writeSnapshotChunk(FEED, many.slice(0, 5), { afterKey: null, readHead: 3, done: false })
+    assert.equal(await store.collectGarbage(FEED), 25_000)
+    const gens = store.db.prepare('SELECT gen, count(*) AS n FROM tidemark_replica_rows WHERE name = ? GROUP BY gen ORDER BY gen').all(FEED)
+    assert.deepEqual(gens, [{ gen: 2, n: 10 }, { gen: 3, n: 5 }])
+    const digestGens = store.db.prepare('SELECT DISTINCT gen FROM tidemark_replica_digest WHERE name = ? ORDER BY gen').pluck().all(FEED)
+    assert.deepEqual(digestGens, [2, 3])
+    assert.equal(await store.collectGarbage(FEED), 0)
+    assert.equal((await store.state(FEED))?.keys, 10)
+    await store.close()
+  })
+
+  it('attaches to a connection the consumer already has', async () => {
+    const path = tmpDb('app.db')
+    const db = new BetterSqlite3(path)
+    db.exec('CREATE TABLE app (id INTEGER PRIMARY KEY)')
+    const store = SqliteReplicaStore.attach(db)
+    assert.equal(store.db, db)
+    assert.equal(store.location, path)
+    await store.claim(FEED, FEED, SOURCE)
+    let tx: Database | undefined
+    await bootstrap(store, [], 0)
+    await store.apply(FEED, [up(1, 'a', 1)], 1, (_c, t) => {
+      tx = t
+      t.prepare('INSERT INTO app VALUES (1)').run()
+    })
+    assert.equal(tx, db)
+    await store.close()
+    // The consumer's connection stays open.
+    assert.equal(db.prepare('SELECT count(*) FROM app').pluck().get(), 1)
+    assert.equal(db.prepare('SELECT owner_id FROM tidemark_replica_replicas').pluck().get(), null)
+    db.close()
+  })
+
+  it('refuses a file that is not SQLite', () => {
+    const path = tmpDb('notes.txt')
+    writeFileSync(path, 'these are not the tables you are looking for\n'.repeat(100))
+    assert.throws(() => SqliteReplicaStore.open(path), (error: unknown) => error instanceof NotAStoreError && /is not a SQLite database/.test(error.message))
+  })
+})
