@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
-import { describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { eventually, get, ndjson, serve, storeWaiters, type Fixture } from './helpers.js'
@@ -66,6 +66,17 @@ async function metric(fx: Fixture, pattern: RegExp): Promise<number> {
 }
 
 describe('feed server: clients that hang up', () => {
+  // A listener added per request to something long-lived would show as MaxListenersExceededWarning.
+  const warnings: Error[] = []
+  const onWarning = (warning: Error): void => {
+    warnings.push(warning)
+  }
+  before(() => process.on('warning', onWarning))
+  after(() => {
+    process.off('warning', onWarning)
+    assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), [])
+  })
+
   it('forgets 1,000 clients that hang up in the middle of a long listing', async () => {
     const fx = await serve()
     await fx.store.ensureFeed('big')
