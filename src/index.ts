@@ -25,3 +25,8 @@ export { openSourceStore } from './store/open.js'
 export type { OpenStoreOptions } from './store/open.js'
 export { SqliteSource, SqliteFeedWriter } from './store/sqlite/sqlite-source.js'
 export { SqliteSourceStore } from './store/sqlite/sqlite-source-store.js'
+
+export { createFeedServer } from './server/feed-server.js'
+export type { FeedServer, FeedServerOptions, AuthRequest } from './server/feed-server.js'
+export { PROTOCOL_HEADER, EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE } from './server/http-protocol.js'
+export type { ChangesEnd, SnapshotEnd, ErrorLine, RowsResponse } from './server/http-protocol.js'

@@ -39,6 +39,11 @@ interface FeedRow {
   tracked: string | null
 }
 
+interface GroupEnd {
+  txs: number
+  end: number
+}
+
 interface ChangeRow {
   seq: number
   key: string
@@ -147,9 +152,11 @@ export class SqliteSourceStore implements SourceStore {
     if (after < f.min_seq - 1) throw new LogTruncatedError(feed, after, f.min_seq)
     let cursor = after
     let count = 0
+    let carry: GroupEnd | undefined
     for (;;) {
       options.signal?.throwIfAborted()
-      const page = this.readPage(feed, cursor)
+      const page = this.readPage(feed, cursor, carry)
+      carry = page.carry
       if (page.rows.length === 0) return
       const first = page.rows[0] as ChangeRow
       if (first.seq !== cursor + 1) {
@@ -175,19 +182,28 @@ export class SqliteSourceStore implements SourceStore {
     }
   }
 
-  /** One page of the log and each row's `tx`, in one read transaction (one consistent position). */
-  private readPage(feed: string, cursor: Seq): { rows: ChangeRow[]; tx: number[] } {
+  /**
+   * One page of the log and each row's `tx`, in one read transaction (one consistent position).
+   * `carry` is where the previous page's last transaction ends, so that a transaction spanning many
+   * pages is looked up once, not once per page.
+   */
+  private readPage(feed: string, cursor: Seq, carry: GroupEnd | undefined): { rows: ChangeRow[]; tx: number[]; carry: GroupEnd | undefined } {
     return this.db.transaction(() => {
       const rows = this.stmt.page.all(feed, cursor, PAGE) as ChangeRow[]
       const tx = new Array<number>(rows.length)
-      if (rows.length === 0) return { rows, tx }
+      if (rows.length === 0) return { rows, tx, carry: undefined }
       const last = rows[rows.length - 1] as ChangeRow
       // The last group may go on past this page: find where it ends. A short page ends at the head,
       // which is a commit boundary.
       let end = last.seq
+      let nextCarry: GroupEnd | undefined
       if (rows.length === PAGE && last.txs !== null) {
-        const next = this.stmt.groupEnd.get(feed, last.seq, last.txs) as number | undefined
-        end = next === undefined ? (this.stmt.head.get(feed) as number) : next - 1
+        if (carry && carry.txs === last.txs) end = carry.end
+        else {
+          const next = this.stmt.groupEnd.get(feed, last.seq, last.txs) as number | undefined
+          end = next === undefined ? (this.stmt.head.get(feed) as number) : next - 1
+        }
+        nextCarry = { txs: last.txs, end }
       }
       for (let i = rows.length - 1; i >= 0; i--) {
         const r = rows[i] as ChangeRow
@@ -195,7 +211,7 @@ export class SqliteSourceStore implements SourceStore {
         if (n !== undefined && !(r.txs !== null && n.txs === r.txs)) end = r.seq
         tx[i] = end
       }
-      return { rows, tx }
+      return { rows, tx, carry: nextCarry }
     })()
   }
 
@@ -217,7 +233,15 @@ export class SqliteSourceStore implements SourceStore {
         fn()
       }
       const onAbort = (): void => finish(() => reject(options.signal?.reason))
-      const timer = setTimeout(() => finish(() => resolve(head())), options.timeoutMs)
+      const timer = setTimeout(() => {
+        finish(() => {
+          try {
+            resolve(head())
+          } catch (error) {
+            reject(error)
+          }
+        })
+      }, options.timeoutMs)
       options.signal?.addEventListener('abort', onAbort, { once: true })
       unsubscribe = this.watcher.subscribe(() => {
         try {
