@@ -1,0 +1,311 @@
+/**
+ * The replica's side of protocol v1 (docs/protocol.md): a FeedSource that asks a feed server over
+ * HTTP. Listings are read as they stream in, line by line; changes and rows keep their data as the
+ * server sent it (see wire-lines.ts). Everything that comes back is checked: a wrong, cut or
+ * garbled answer is a ProtocolError, a network failure, a timeout or a 5xx is `store-unavailable`,
+ * and both mean "retry with backoff" to a replica. An AbortSignal stops a request at once.
+ */
+import { Agent, request, type Dispatcher } from 'undici'
+import { BadRequestError, EpochChangedError, ProtocolError, TidemarkError } from '../../errors.js'
+import type { StoredRow } from '../../protocol/encoded.js'
+import { LIMITS } from '../../protocol/limits.js'
+import { PROTOCOL_VERSION, type FeedInfo, type Seq } from '../../protocol/types.js'
+import type { ChangesPage, ChangesRequest, FeedSource, RowsPage, SnapshotPage, SnapshotRequest } from '../feed-source.js'
+import { LineSplitter } from './line-splitter.js'
+import { ChangesPageReader, SnapshotPageReader, type PageReader } from './page-readers.js'
+import { errorFromBody, errorFromResponse, networkError, type ExchangeContext } from './response-errors.js'
+import { decodeRowsDocument, excerpt, isSeq, parseLine } from './wire-lines.js'
+
+/** Header names and media types of protocol v1 (the feed server's `http-protocol.ts` uses the same). */
+const PROTOCOL_HEADER = 'tidemark-protocol'
+const EPOCH_HEADER = 'tidemark-epoch'
+const NDJSON_TYPE = 'application/x-ndjson'
+const JSON_TYPE = 'application/json'
+
+/** The longest line accepted in a listing: far above the protocol's 1 MiB of data, to stop a runaway body. */
+const MAX_LINE_BYTES = 64 * 1024 * 1024
+/** The most of an error body (or a wrong answer) read to build a message. */
+const MAX_ERROR_BYTES = 64 * 1024
+/** A feed's description is a few hundred bytes; more is not one. */
+const MAX_INFO_BYTES = 1024 * 1024
+
+export interface HttpFeedSourceOptions {
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string
+  /**
+   * How long to wait for an answer's headers, beyond the requested long-poll wait, and the longest
+   * silence mid-body, in ms (default 30 000).
+   */
+  timeoutMs?: number
+  /** Most connections open to the server at once (default: no bound; each long-poll holds one). */
+  connections?: number
+}
+
+export class HttpFeedSource implements FeedSource {
+  /** The server's base URL, without credentials, query or fragment. */
+  readonly description: string
+  private readonly base: string
+  private readonly token: string | undefined
+  private readonly timeoutMs: number
+  private readonly agent: Agent
+  private readonly inflight = new Set<AbortController>()
+  private closed = false
+
+  constructor(url: string, options: HttpFeedSourceOptions = {}) {
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch {
+      throw new BadRequestError(`not a URL: ${JSON.stringify(url)} (a feed server's address is like http://host:7480)`)
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new BadRequestError(`a feed server's URL starts with http:// or https://, not ${parsed.protocol}//`)
+    }
+    const path = parsed.pathname.replace(/\/+$/, '')
+    this.description = `${parsed.origin}${path}`
+    if (parsed.username !== '' || parsed.password !== '' || parsed.search !== '') {
+      // Refused rather than silently dropped or sent along: a token belongs in options.token.
+      throw new BadRequestError(`the feed server URL ${this.description} carries credentials or a query: give the token as a bearer token (--token / options.token) instead`)
+    }
+    this.base = this.description
+    this.token = options.token
+    this.timeoutMs = options.timeoutMs ?? 30_000
+    if (!(this.timeoutMs > 0)) throw new BadRequestError(`timeoutMs must be positive, got ${this.timeoutMs}`)
+    const connections = options.connections
+    if (connections !== undefined && !(Number.isSafeInteger(connections) && connections > 0)) {
+      throw new BadRequestError(`connections must be a positive whole number, got ${connections}`)
+    }
+    this.agent = new Agent({ connections: connections ?? null, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs })
+  }
+
+  /** Aborts the requests under way and closes the connections. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    const reason = this.closedError()
+    for (const c of this.inflight) c.abort(reason)
+    await this.agent.close()
+  }
+
+  async info(feed: string, signal?: AbortSignal): Promise<FeedInfo> {
+    const path = feedPath(feed)
+    return this.exchange({ method: 'GET', path, feed, accept: JSON_TYPE, signal }, async (res, ctx) => {
+      const body = parseLine(await readText(res.body, MAX_INFO_BYTES))
+      return checkFeedInfo(body, feed, ctx)
+    })
+  }
+
+  async changes(feed: string, req: ChangesRequest): Promise<ChangesPage> {
+    if (!isSeq(req.after)) throw new BadRequestError(`after must be a seq (a whole number ≥ 0), got ${req.after}`)
+    const query = new URLSearchParams({ after: String(req.after) })
+    if (req.limit !== undefined) query.set('limit', String(req.limit))
+    const waitMs = Math.min(Math.max(0, req.waitMs ?? 0), LIMITS.waitMaxMs)
+    if (waitMs > 0) query.set('wait', String(waitMs))
+    if (req.epoch !== undefined) query.set('epoch', req.epoch)
+    const path = `${feedPath(feed)}/changes?${query}`
+    return this.exchange(
+      { method: 'GET', path, feed, accept: NDJSON_TYPE, signal: req.signal, waitMs, after: req.after, epoch: req.epoch },
+      async (res, ctx) => {
+        const epoch = this.listingEpoch(res, ctx, req.epoch)
+        const reader = new ChangesPageReader(feed, req.after, epoch, (body) => errorFromBody(body, undefined, ctx))
+        return readListing(res, reader, ctx)
+      },
+    )
+  }
+
+  async snapshot(feed: string, req: SnapshotRequest): Promise<SnapshotPage> {
+    const after = req.after === '' ? null : req.after
+    const query = new URLSearchParams()
+    if (after !== null) query.set('after', after)
+    if (req.limit !== undefined) query.set('limit', String(req.limit))
+    if (req.epoch !== undefined) query.set('epoch', req.epoch)
+    const qs = query.size > 0 ? `?${query}` : ''
+    const path = `${feedPath(feed)}/snapshot${qs}`
+    return this.exchange({ method: 'GET', path, feed, accept: NDJSON_TYPE, signal: req.signal, epoch: req.epoch }, async (res, ctx) => {
+      const epoch = this.listingEpoch(res, ctx, req.epoch)
+      const reader = new SnapshotPageReader(feed, after, req.limit, epoch, (body) => errorFromBody(body, undefined, ctx))
+      return readListing(res, reader, ctx)
+    })
+  }
+
+  /**
+   * The current versions of `keys` (tombstones included, unknown keys left out), read at one
+   * position. The answer is one JSON document, so it is held whole: ask for keys in batches.
+   */
+  async rows(feed: string, keys: string[], signal?: AbortSignal): Promise<RowsPage> {
+    if (keys.length > LIMITS.rowsMax) throw new BadRequestError(`ask for at most ${LIMITS.rowsMax} keys at a time, not ${keys.length}`)
+    for (const key of keys) {
+      if (typeof key !== 'string' || key === '') throw new BadRequestError(`a key must be a non-empty string, got ${JSON.stringify(key)}`)
+    }
+    if (keys.length === 0) {
+      // The protocol refuses an empty request; the answer is known without one.
+      const info = await this.info(feed, signal)
+      return { epoch: info.epoch, head: info.head, rows: [] }
+    }
+    const path = `${feedPath(feed)}/rows`
+    const body = JSON.stringify({ keys })
+    return this.exchange({ method: 'POST', path, feed, accept: JSON_TYPE, signal, body }, async (res, ctx) => {
+      const doc = decodeRowsDocument(await readText(res.body, Number.POSITIVE_INFINITY))
+      if (doc.epoch === '' || !isSeq(doc.head)) throw new ProtocolError(`${ctx.what} answered epoch ${excerpt(doc.epoch)} and head ${doc.head}`)
+      const asked = new Set(keys)
+      const seen = new Set<string>()
+      for (const row of doc.rows) {
+        if (!asked.has(row.key)) throw new ProtocolError(`${ctx.what} answered key ${excerpt(row.key, 80)}, which was not asked for`)
+        if (seen.has(row.key)) throw new ProtocolError(`${ctx.what} answered key ${excerpt(row.key, 80)} twice`)
+        if (row.seq > doc.head) throw new ProtocolError(`${ctx.what} answered key ${excerpt(row.key, 80)} at seq ${row.seq}, above its head ${doc.head}`)
+        seen.add(row.key)
+      }
+      return { epoch: doc.epoch, head: doc.head, rows: doc.rows as StoredRow[] }
+    })
+  }
+
+  /**
+   * One request: sends it, checks the status and the protocol header, and runs `handle` over a 200
+   * response within the same deadline and abort scope. Maps failures onto tidemark's errors.
+   */
+  private async exchange<T>(
+    spec: {
+      method: 'GET' | 'POST'
+      path: string
+      feed: string
+      accept: string
+      signal: AbortSignal | undefined
+      waitMs?: number
+      after?: Seq
+      epoch?: string
+      body?: string
+    },
+    handle: (res: Dispatcher.ResponseData, ctx: ExchangeContext) => Promise<T>,
+  ): Promise<T> {
+    const ctx: ExchangeContext = { source: this.description, what: `${spec.method} ${spec.path.split('?', 1)[0]}`, feed: spec.feed }
+    if (spec.after !== undefined) ctx.after = spec.after
+    if (spec.epoch !== undefined) ctx.epoch = spec.epoch
+    if (this.closed) throw this.closedError()
+    spec.signal?.throwIfAborted()
+
+    const controller = new AbortController()
+    const onAbort = (): void => controller.abort(spec.signal?.reason)
+    spec.signal?.addEventListener('abort', onAbort, { once: true })
+    this.inflight.add(controller)
+    const headers: Record<string, string> = { accept: spec.accept }
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`
+    if (spec.body !== undefined) headers['content-type'] = 'application/json'
+    const headersTimeout = this.timeoutMs + (spec.waitMs ?? 0)
+    let res: Dispatcher.ResponseData | undefined
+    try {
+      res = await request(`${this.base}${spec.path}`, {
+        dispatcher: this.agent,
+        method: spec.method,
+        headers,
+        ...(spec.body !== undefined ? { body: spec.body } : {}),
+        signal: controller.signal,
+        headersTimeout,
+        bodyTimeout: this.timeoutMs,
+      })
+      await this.checkResponse(res, spec.accept, ctx)
+      return await handle(res, ctx)
+    } catch (error) {
+      if (controller.signal.aborted) throw controller.signal.reason
+      if (error instanceof TidemarkError) throw error
+      throw networkError(error, ctx, res !== undefined, res === undefined ? headersTimeout : this.timeoutMs)
+    } finally {
+      spec.signal?.removeEventListener('abort', onAbort)
+      this.inflight.delete(controller)
+      if (res && !res.body.destroyed) res.body.destroy()
+    }
+  }
+
+  /** Throws unless this is a 200 from a server speaking protocol v1 with the expected content type. */
+  private async checkResponse(res: Dispatcher.ResponseData, accept: string, ctx: ExchangeContext): Promise<void> {
+    const status = res.statusCode
+    const protocol = header(res, PROTOCOL_HEADER)
+    if (status >= 500 && protocol === undefined) {
+      // A proxy or load balancer in front of the server: the server is away.
+      throw errorFromResponse(status, await readText(res.body, MAX_ERROR_BYTES), ctx)
+    }
+    if (protocol !== String(PROTOCOL_VERSION)) {
+      const text = await readText(res.body, 200)
+      if (protocol === undefined) {
+        throw new ProtocolError(
+          `${ctx.what} on ${ctx.source} answered ${status} without a ${PROTOCOL_HEADER} header: is this a tidemark feed server? (body: ${excerpt(text)})`,
+          { details: { status } },
+        )
+      }
+      throw new ProtocolError(`${ctx.source} speaks tidemark protocol ${excerpt(protocol)}; this replica speaks ${PROTOCOL_VERSION}: upgrade the older side`, {
+        details: { status },
+      })
+    }
+    if (status !== 200) throw errorFromResponse(status, await readText(res.body, MAX_ERROR_BYTES), ctx)
+    const type = header(res, 'content-type') ?? ''
+    if (!type.toLowerCase().startsWith(accept)) {
+      const text = await readText(res.body, 200)
+      throw new ProtocolError(`${ctx.what} on ${ctx.source} answered ${excerpt(type || '(no content type)')} where ${accept} was due: ${excerpt(text)}`)
+    }
+  }
+
+  /** A listing's epoch from its header; EpochChangedError if the server went on with another one than asked for. */
+  private listingEpoch(res: Dispatcher.ResponseData, ctx: ExchangeContext, expected: string | undefined): string {
+    const epoch = header(res, EPOCH_HEADER)
+    if (epoch === undefined || epoch === '') throw new ProtocolError(`${ctx.what} on ${ctx.source} answered without a ${EPOCH_HEADER} header`)
+    if (expected !== undefined && epoch !== expected) throw new EpochChangedError(ctx.feed, expected, epoch)
+    return epoch
+  }
+
+  private closedError(): TidemarkError {
+    return new TidemarkError('store-unavailable', `the connection pool to ${this.description} is closed`)
+  }
+}
+
+function feedPath(feed: string): string {
+  return `/v1/feeds/${encodeURIComponent(feed)}`
+}
+
+function header(res: Dispatcher.ResponseData, name: string): string | undefined {
+  const value = res.headers[name]
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** Streams a listing's body through the line splitter into the page reader. */
+async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReader<Page>, ctx: ExchangeContext): Promise<Page> {
+  const splitter = new LineSplitter(MAX_LINE_BYTES)
+  const onLine = (line: string): void => reader.line(line)
+  try {
+    for await (const chunk of res.body) splitter.push(chunk as Buffer, onLine)
+  } catch (error) {
+    if (error instanceof ProtocolError) throw new ProtocolError(`${ctx.what} on ${ctx.source}: ${error.message}`, { cause: error })
+    throw error
+  }
+  try {
+    return reader.finish(splitter.partialBytes)
+  } catch (error) {
+    if (error instanceof ProtocolError) throw new ProtocolError(`${ctx.what} on ${ctx.source}: ${error.message}`, { cause: error })
+    throw error
+  }
+}
+
+/** Reads a body as UTF-8 text, up to `max` bytes (the rest is dropped). */
+async function readText(body: Dispatcher.ResponseData['body'], max: number): Promise<string> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of body) {
+    const buf = chunk as Buffer
+    chunks.push(buf)
+    bytes += buf.length
+    if (bytes >= max) break
+  }
+  const all = Buffer.concat(chunks, bytes)
+  return all.toString('utf8', 0, Math.min(bytes, max))
+}
+
+function checkFeedInfo(body: Record<string, unknown>, feed: string, ctx: ExchangeContext): FeedInfo {
+  const { name, epoch, head, minSeq, keys, digestSeq, retention } = body
+  const wrong = (what: string): ProtocolError => new ProtocolError(`${ctx.what} on ${ctx.source} answered a feed with ${what}: ${excerpt(JSON.stringify(body))}`)
+  if (name !== feed) throw wrong(`name ${JSON.stringify(name)}`)
+  if (typeof epoch !== 'string' || epoch === '') throw wrong('no epoch')
+  if (!isSeq(head)) throw wrong('no head')
+  if (!isSeq(minSeq) || minSeq < 1 || minSeq > head + 1) throw wrong(`minSeq ${String(minSeq)}`)
+  if (!isSeq(keys)) throw wrong('no key count')
+  if (!isSeq(digestSeq) || digestSeq > head) throw wrong(`digestSeq ${String(digestSeq)}`)
+  if (typeof retention !== 'object' || retention === null || Array.isArray(retention)) throw wrong('no retention')
+  return body as unknown as FeedInfo
+}
