@@ -16,7 +16,9 @@ import { StoreUnavailableError } from '../../errors.js'
  *   bring back a key the log deleted). `hash` is the row's digest hash (NULL for a tombstone), kept
  *   so that replacing a version needs no recomputation.
  * - tidemark_replica_digest: per generation and leaf bucket, count and sum mod 2^128 (16 bytes,
- *   big-endian) of the live rows' hashes, written in the same transaction as the rows.
+ *   big-endian) of the live rows' hashes, as of the last fold;
+ *   tidemark_replica_digest_log: the deltas each write transaction made since (one packed row per
+ *   transaction, written with the rows). A digest is its leaves plus its log (replica-digest.ts).
  *
  * - tidemark_replica_current (a view): each replica's current copy, live rows only. A consumer reads
  *   its copy with plain SQL, e.g.
@@ -66,6 +68,12 @@ CREATE TABLE IF NOT EXISTS tidemark_replica_digest (
   sum BLOB NOT NULL,
   PRIMARY KEY (name, gen, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tidemark_replica_digest_log (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  gen INTEGER NOT NULL,
+  deltas BLOB NOT NULL
+);
 CREATE VIEW IF NOT EXISTS tidemark_replica_current (name, key, seq, data) AS
   SELECT r.name, w.key, w.seq, w.data
   FROM tidemark_replica_replicas r

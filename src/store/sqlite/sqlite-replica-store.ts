@@ -9,6 +9,7 @@ import { LIMITS } from '../../protocol/limits.js'
 import type { ApplyHook, BootstrapProgress, ClaimOptions, ReplicaState, ReplicaStore } from '../replica-store.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { openDatabase, translateError } from './database.js'
+import { FOLD_AT, ReplicaDigest, type BucketDelta } from './replica-digest.js'
 import { checkLease, DEFAULT_LEASE_MS, describeOwner, type LeaseOwner } from './replica-lease.js'
 import { migrateReplica } from './replica-schema.js'
 
@@ -16,14 +17,14 @@ import { migrateReplica } from './replica-schema.js'
 const DIFF_PAGE = 1000
 const GC_CHUNK = 10_000
 
-const MASK_128 = (1n << 128n) - 1n
-
 export interface SqliteReplicaStoreOptions {
   /** Create the file when it does not exist (default true). */
   create?: boolean
   logger?: Logger
   /** The clock, ms since the Unix epoch (leases, lag bookkeeping, synthetic changes). */
   clock?: () => number
+  /** Digest deltas logged before they are folded into the leaves (replica-digest.ts; default 262,144). */
+  digestFoldAt?: number
 }
 
 interface ReplicaRow {
@@ -74,6 +75,8 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   /** Replicas this instance has claimed, with their lease length. */
   private readonly claims = new Map<string, number>()
   private readonly stmt: ReturnType<typeof prepare>
+  private readonly digest: ReplicaDigest
+  private readonly foldAt: number
 
   /** Opens (and creates, unless `create: false`) a SQLite file for replicas: WAL, busy timeout. */
   static open(path: string, options: SqliteReplicaStoreOptions = {}): SqliteReplicaStore {
@@ -107,6 +110,8 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     this.clock = options.clock ?? Date.now
     migrateReplica(db)
     this.stmt = prepare(db)
+    this.digest = new ReplicaDigest(db)
+    this.foldAt = options.digestFoldAt ?? FOLD_AT
   }
 
   // ── claims ────────────────────────────────────────────────────────────────────────────────────
@@ -198,12 +203,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   async digestLeaves(name: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
     return this.db.transaction(() => {
       const r = this.known(name)
-      const leaves = (this.stmt.leaves.all(name, r.gen) as Array<{ bucket: number; count: number; sum: Buffer }>).map((l) => ({
-        bucket: l.bucket,
-        count: l.count,
-        sum: bufferToHash(l.sum),
-      }))
-      return { seq: r.seq, leaves }
+      return { seq: r.seq, leaves: this.digest.leaves(name, r.gen) }
     })()
   }
 
@@ -215,15 +215,9 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         const r = this.owned(name)
         const s = this.stmt
         // A new generation above every one present, garbage included: it starts empty.
-        const gen =
-          Math.max(
-            r.gen,
-            progressOf(r)?.gen ?? 0,
-            (s.maxRowGen.get(name) as number | undefined) ?? 0,
-            (s.maxDigestGen.get(name) as number | undefined) ?? 0,
-          ) + 1
+        const gen = Math.max(r.gen, progressOf(r)?.gen ?? 0, (s.maxRowGen.get(name) as number | undefined) ?? 0) + 1
         s.deleteGenRows.run(name, gen)
-        s.deleteGenDigest.run(name, gen)
+        this.digest.dropGen(name, gen)
         const progress: BootstrapProgress = {
           gen,
           epoch,
@@ -249,7 +243,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       .transaction(() => {
         const r = this.owned(name)
         const p = this.bootstrapping(r)
-        const w = new GenWriter(this.stmt, name, p.gen, true)
+        const w = new GenWriter(this.stmt, this.digest, name, p.gen, true)
         for (const row of rows) w.insertFirst(row.key, row.seq, rowText(row))
         w.flush()
         p.afterKey = progress.afterKey
@@ -258,6 +252,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         this.stmt.setProgress.run(JSON.stringify(p), name)
       })
       .immediate()
+    this.afterWrite()
   }
 
   async applyToBootstrap(name: string, changes: Change[], upTo: Seq): Promise<void> {
@@ -265,7 +260,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       .transaction(() => {
         const r = this.owned(name)
         const p = this.bootstrapping(r)
-        const w = new GenWriter(this.stmt, name, p.gen, true)
+        const w = new GenWriter(this.stmt, this.digest, name, p.gen, true)
         for (const c of changes) {
           if (c.seq <= p.seq) continue
           checkUpTo(c, upTo)
@@ -276,6 +271,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         this.stmt.setProgress.run(JSON.stringify(p), name)
       })
       .immediate()
+    this.afterWrite()
   }
 
   async finishBootstrap(name: string, hook?: ApplyHook<Database>): Promise<ReplicaState> {
@@ -290,7 +286,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
           )
         }
         if (hook) this.diff(name, r.gen, p, hook)
-        const keys = this.stmt.genKeys.get(name, p.gen) as number
+        const keys = this.digest.keys(name, p.gen)
         const now = this.clock()
         return this.stmt.swap.get(p.gen, p.epoch, p.seq, keys, now, p.seq, p.seq, now, name) as ReplicaRow
       })
@@ -348,7 +344,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     for (;;) {
       const next = s.nextRowGen.get(name, gen) as number | undefined
       if (next === undefined) {
-        s.deleteOtherDigests.run(name, keep[0], keep[1])
+        this.digest.dropAllBut(name, r.gen, keep[1] as number)
         return 0
       }
       gen = next
@@ -357,7 +353,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     const last = s.gcBoundary.get(name, gen, GC_CHUNK - 1) as string | undefined
     if (last !== undefined) return s.deleteGenRowsUpTo.run(name, gen, last).changes
     const n = s.deleteGenRows.run(name, gen).changes
-    s.deleteGenDigest.run(name, gen)
+    this.digest.dropGen(name, gen)
     return n
   }
 
@@ -369,7 +365,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         const r = this.owned(name)
         // Rows of the current generation are all at or below the checkpoint, so every change above
         // it wins; a delete removes the row outright (no tombstone is needed from here on).
-        const w = new GenWriter(this.stmt, name, r.gen, false)
+        const w = new GenWriter(this.stmt, this.digest, name, r.gen, false)
         for (const c of changes) {
           if (c.seq <= r.seq) continue
           checkUpTo(c, upTo)
@@ -381,6 +377,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         return this.stmt.advance.get(seq, w.keysDelta, seq > r.seq ? now : r.applied_at, seq, seq, now, name) as ReplicaRow
       })
       .immediate()
+    this.afterWrite()
     return toState(row)
   }
 
@@ -401,6 +398,18 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   }
 
   // ── helpers ───────────────────────────────────────────────────────────────────────────────────
+
+  /** Folds the digest's log into its leaves once it has grown (in a transaction of its own). */
+  private afterWrite(): void {
+    if (this.digest.pending < this.foldAt) return
+    try {
+      const n = this.digest.fold()
+      this.logger.debug({ deltas: n }, `folded ${n} digest deltas into the leaves`)
+    } catch (error) {
+      // What was written is committed; the fold is retried after the next write.
+      this.logger.warn({ err: error }, 'could not fold the digest log (will retry)')
+    }
+  }
 
   private runHook(hook: ApplyHook<Database>, change: Change): void {
     let result: unknown
@@ -456,7 +465,6 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
 function prepare(db: Database) {
   const R = 'tidemark_replica_replicas'
   const W = 'tidemark_replica_rows'
-  const D = 'tidemark_replica_digest'
   return {
     replica: db.prepare(`SELECT * FROM ${R} WHERE name = ?`),
     replicas: db.prepare(`SELECT * FROM ${R} ORDER BY name`),
@@ -496,26 +504,16 @@ function prepare(db: Database) {
        ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash`,
     ),
     deleteRow: db.prepare(`DELETE FROM ${W} WHERE name = ? AND gen = ? AND key = ?`),
-    bucket: db.prepare(`SELECT count, sum FROM ${D} WHERE name = ? AND gen = ? AND bucket = ?`),
-    writeBucket: db.prepare(
-      `INSERT INTO ${D} (name, gen, bucket, count, sum) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (name, gen, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum`,
-    ),
 
     currentRow: db.prepare(`SELECT key, seq, data FROM tidemark_replica_current WHERE name = ? AND key = ?`),
     currentRows: db.prepare(`SELECT key, seq, data FROM tidemark_replica_current WHERE name = ? AND key > ? ORDER BY key LIMIT ?`),
     genPage: db.prepare(`SELECT key, seq, data FROM ${W} WHERE name = ? AND gen = ? AND key > ? AND data IS NOT NULL ORDER BY key LIMIT ?`),
-    leaves: db.prepare(`SELECT bucket, count, sum FROM ${D} WHERE name = ? AND gen = ? AND count > 0 ORDER BY bucket`),
-    genKeys: db.prepare(`SELECT coalesce(sum(count), 0) FROM ${D} WHERE name = ? AND gen = ?`).pluck(),
 
     maxRowGen: db.prepare(`SELECT gen FROM ${W} WHERE name = ? ORDER BY gen DESC LIMIT 1`).pluck(),
-    maxDigestGen: db.prepare(`SELECT gen FROM ${D} WHERE name = ? ORDER BY gen DESC LIMIT 1`).pluck(),
     nextRowGen: db.prepare(`SELECT gen FROM ${W} WHERE name = ? AND gen > ? ORDER BY gen LIMIT 1`).pluck(),
     gcBoundary: db.prepare(`SELECT key FROM ${W} WHERE name = ? AND gen = ? ORDER BY key LIMIT 1 OFFSET ?`).pluck(),
     deleteGenRows: db.prepare(`DELETE FROM ${W} WHERE name = ? AND gen = ?`),
     deleteGenRowsUpTo: db.prepare(`DELETE FROM ${W} WHERE name = ? AND gen = ? AND key <= ?`),
-    deleteGenDigest: db.prepare(`DELETE FROM ${D} WHERE name = ? AND gen = ?`),
-    deleteOtherDigests: db.prepare(`DELETE FROM ${D} WHERE name = ? AND gen NOT IN (?, ?)`),
   }
 }
 
@@ -523,15 +521,16 @@ type Statements = ReturnType<typeof prepare>
 
 /**
  * Writes versions into one generation inside the caller's transaction, higher seq wins, and keeps
- * the digest's changes in memory to write each touched bucket once, at `flush`.
+ * the digest's changes in memory to record them once per transaction, at `flush`.
  */
 class GenWriter {
   /** Change in the number of live rows. */
   keysDelta = 0
-  private readonly deltas = new Map<number, { count: number; sum: bigint }>()
+  private readonly deltas = new Map<number, BucketDelta>()
 
   constructor(
     private readonly s: Statements,
+    private readonly digest: ReplicaDigest,
     private readonly name: string,
     private readonly gen: number,
     /** Keep deletes as tombstones (while bootstrapping: an older snapshot row must not revive the key). */
@@ -579,11 +578,7 @@ class GenWriter {
   }
 
   flush(): void {
-    for (const [bucket, d] of this.deltas) {
-      const cur = this.s.bucket.get(this.name, this.gen, bucket) as { count: number; sum: Buffer } | undefined
-      const sum = ((cur ? bufferToHash(cur.sum) : 0n) + d.sum) & MASK_128
-      this.s.writeBucket.run(this.name, this.gen, bucket, (cur?.count ?? 0) + d.count, hashToBuffer(sum))
-    }
+    this.digest.append(this.name, this.gen, this.deltas)
     this.deltas.clear()
   }
 }
