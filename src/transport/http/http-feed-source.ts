@@ -202,6 +202,8 @@ export class HttpFeedSource implements FeedSource {
         headersTimeout,
         bodyTimeout: this.timeoutMs,
       })
+      // Errors of the body reach whoever reads it; one that nobody reads (an abort in between) must not crash the process.
+      res.body.on('error', () => {})
       await this.checkResponse(res, spec.accept, ctx)
       return await handle(res, ctx)
     } catch (error) {
@@ -211,6 +213,7 @@ export class HttpFeedSource implements FeedSource {
     } finally {
       spec.signal?.removeEventListener('abort', onAbort)
       this.inflight.delete(controller)
+      // A body left unread (a refusal, an error mid-listing) is dropped with its connection.
       if (res && !res.body.destroyed) res.body.destroy()
     }
   }
