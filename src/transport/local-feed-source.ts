@@ -4,7 +4,7 @@
  * whole transactions, long-poll only at the head, the same bounds), so a replica cannot tell the two
  * apart except by speed.
  */
-import { BadRequestError, EpochChangedError } from '../errors.js'
+import { BadRequestError, EpochChangedError, LogTruncatedError } from '../errors.js'
 import { LIMITS } from '../protocol/limits.js'
 import type { Change, FeedInfo } from '../protocol/types.js'
 import type { SourceStore } from '../store/store.js'
@@ -68,8 +68,14 @@ export class LocalFeedSource implements FeedSource {
   /** One page: the store's batches up to the first transaction boundary at or after `limit`. */
   private async collect(feed: string, after: number, limit: number, signal: AbortSignal | undefined): Promise<Change[]> {
     const out: Change[] = []
-    for await (const batch of this.store.changes(feed, after, { limit, ...(signal ? { signal } : {}) })) {
-      for (const change of batch) out.push(change)
+    try {
+      for await (const batch of this.store.changes(feed, after, { limit, ...(signal ? { signal } : {}) })) {
+        for (const change of batch) out.push(change)
+      }
+    } catch (error) {
+      // Retention can overtake a read between two batches: report the position asked about, as the server does.
+      if (error instanceof LogTruncatedError && error.after !== after) throw new LogTruncatedError(feed, after, error.minSeq)
+      throw error
     }
     return out
   }
