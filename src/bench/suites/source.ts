@@ -33,7 +33,7 @@ interface Sizes {
 
 const FULL: Sizes = {
   txSizes: [1, 10, 100],
-  rowsPerRun: (tx) => (tx === 1 ? 4000 : tx === 10 ? 20_000 : 40_000),
+  rowsPerRun: (tx) => (tx === 1 ? 10_000 : tx === 10 ? 20_000 : 40_000),
   writeRounds: 5,
   initialRows: 10_000,
   indexerChanges: 100_000,
