@@ -10,16 +10,14 @@ import { BadRequestError, EpochChangedError, ProtocolError, TidemarkError } from
 import type { StoredRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import { PROTOCOL_VERSION, type FeedInfo, type Seq } from '../../protocol/types.js'
+import { EPOCH_HEADER, NDJSON_TYPE, PROTOCOL_HEADER } from '../../server/http-protocol.js'
 import type { ChangesPage, ChangesRequest, FeedSource, RowsPage, SnapshotPage, SnapshotRequest } from '../feed-source.js'
 import { LineSplitter } from './line-splitter.js'
 import { ChangesPageReader, SnapshotPageReader, type PageReader } from './page-readers.js'
 import { errorFromBody, errorFromResponse, networkError, type ExchangeContext } from './response-errors.js'
 import { decodeRowsDocument, excerpt, isSeq, parseLine } from './wire-lines.js'
 
-/** Header names and media types of protocol v1 (the feed server's `http-protocol.ts` uses the same). */
-const PROTOCOL_HEADER = 'tidemark-protocol'
-const EPOCH_HEADER = 'tidemark-epoch'
-const NDJSON_TYPE = 'application/x-ndjson'
+/** JSON answers may carry a charset: only the media type is compared. */
 const JSON_TYPE = 'application/json'
 
 /** The longest line accepted in a listing: far above the protocol's 1 MiB of data, to stop a runaway body. */
