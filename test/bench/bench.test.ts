@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import { formatTable, makeFigure, percentile, type BenchResult } from '../../src/bench/harness.js'
 import { SUITES } from '../../src/bench/suites/index.js'
 import { tmpDir } from '../helpers/tmp.js'
@@ -99,6 +99,7 @@ describe('bench harness: child processes', () => {
     const { TempDirs, runNodeChild } = await import('../../src/bench/harness.js')
     const { existsSync } = await import('node:fs')
     const temp = new TempDirs()
+    after(() => temp.cleanup())
     const run = await runNodeChild(temp, { args: ['-e', 'const b = Buffer.alloc(64 * 2 ** 20, 1); console.log(b.length)'] })
     assert.equal(run.code, 0, run.stderr)
     assert.equal(run.stdout.trim(), String(64 * 2 ** 20))
