@@ -16,3 +16,23 @@ export function formatRetention(r: Retention): string {
   if (r.ageMs !== undefined) parts.push(formatDuration(r.ageMs))
   return parts.length === 0 ? 'all' : parts.join(', ')
 }
+
+/** A past moment relative to now, for people: `just now`, `4.2 s ago`, `12 min ago`, `3 h ago`, `2 d ago`. */
+export function formatAgo(at: number, now: number): string {
+  return `${formatSpan(Math.max(0, now - at))} ago`.replace(/^0 s ago$/, 'just now')
+}
+
+/** A span of time for people, rounded to what matters: `0.4 s`, `12 s`, `5 min`, `3 h`, `2 d`. */
+export function formatSpan(ms: number): string {
+  const s = ms / 1000
+  if (s < 10) return `${Number(s.toFixed(1))} s`
+  if (s < 120) return `${Math.round(s)} s`
+  if (s < 7200) return `${Math.round(s / 60)} min`
+  if (s < 172_800) return `${Math.round(s / 3600)} h`
+  return `${Math.round(s / 86_400)} d`
+}
+
+/** A count with thousands separators: 30000 → `30,000`. */
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US')
+}

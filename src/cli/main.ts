@@ -6,9 +6,11 @@
 import type { Registrar } from './cli.js'
 import { registerDump } from './commands/dump.js'
 import { registerFeeds } from './commands/feeds.js'
+import { registerReplicate } from './commands/replicate.js'
 import { registerResetEpoch } from './commands/reset-epoch.js'
 import { registerRetention } from './commands/retention.js'
 import { registerServe } from './commands/serve.js'
+import { registerStatus } from './commands/status.js'
 import { registerTrack } from './commands/track.js'
 import { registerUntrack } from './commands/untrack.js'
 import { registerWrite } from './commands/write.js'
@@ -23,6 +25,8 @@ const COMMANDS: readonly Registrar[] = [
   registerUntrack,
   registerResetEpoch,
   registerRetention,
+  registerReplicate,
+  registerStatus,
 ]
 
 process.exitCode = await runCli(process.argv, COMMANDS)

@@ -3,6 +3,7 @@ import type { FeedServer } from '../../server/feed-server.js'
 import type { SourceStore } from '../../store/store.js'
 import type { Registrar } from '../cli.js'
 import { collect, examples, parseDurationOption, parsePort } from '../options.js'
+import { stopSignal } from '../stop-signal.js'
 import { tokenAuthorizer, tokensFrom } from '../token-auth.js'
 
 interface ServeOptions {
@@ -84,30 +85,4 @@ function listenError(error: unknown, options: ServeOptions): unknown {
   }
   if (code === 'EACCES') return new BadRequestError(`not allowed to listen on ${where}: ports below 1024 need privileges`, { cause: error })
   return error
-}
-
-/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
-function stopSignal(note: (text: string) => void): { signalled: Promise<NodeJS.Signals>; dispose(): void } {
-  let resolve: (signal: NodeJS.Signals) => void = () => {}
-  const signalled = new Promise<NodeJS.Signals>((r) => (resolve = r))
-  let count = 0
-  const handler = (signal: NodeJS.Signals): void => {
-    if (++count === 1) resolve(signal)
-    else {
-      note(`tidemark: ${signal} again: exiting without closing cleanly`)
-      process.exit(130)
-    }
-  }
-  process.on('SIGINT', handler)
-  process.on('SIGTERM', handler)
-  return {
-    signalled,
-    dispose() {
-      // Keep catching signals while closing (a second one forces the exit); stop afterwards.
-      setImmediate(() => {
-        process.removeListener('SIGINT', handler)
-        process.removeListener('SIGTERM', handler)
-      }).unref()
-    },
-  }
 }

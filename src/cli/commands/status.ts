@@ -1,0 +1,61 @@
+import type { Registrar } from '../cli.js'
+import { formatAgo, formatCount, formatSpan } from '../format.js'
+import { examples } from '../options.js'
+import { readReplicas, type ReplicaReport } from '../replica-file.js'
+
+/** `tidemark status <replica.db>`: what the replica file says about each replica in it, no network. */
+export const registerStatus: Registrar = (program, cli) => {
+  program
+    .command('status')
+    .description("show each replica in a replica file: phase, checkpoint, keys, lag behind the source's last head seen")
+    .argument('<db>', 'SQLite file of the replica (the --into of `tidemark replicate`)')
+    .option('--name <name>', 'only this replica (default: every replica in the file)')
+    .option('--json', 'print a JSON array instead of text')
+    .addHelpText(
+      'after',
+      `
+Reads the file only (read-only, no network): the source head and lag are as the replicator last
+heard them. The phase is "bootstrapping", "catching-up" or "live" while a replicator holds the
+replica ("live": at the last head it heard of), and "stopped" otherwise; a stopped bootstrap
+resumes from its last chunk when \`tidemark replicate\` runs again.
+${examples(['tidemark status orders.db', 'tidemark status orders.db --name customers --json | jq .[0].lag'])}`,
+    )
+    .action(async (db: string, options: { name?: string; json?: boolean }) => {
+      const now = Date.now()
+      const reports = await readReplicas(db, { ...(options.name === undefined ? {} : { name: options.name }), now })
+      if (options.json) await cli.print(JSON.stringify(reports, null, 2))
+      else await cli.print(...reports.flatMap((r, i) => [...(i > 0 ? [''] : []), ...describe(r, now)]))
+    })
+}
+
+/** One replica as a few aligned lines. */
+export function describe(r: ReplicaReport, now: number): string[] {
+  const rows: Array<[string, string]> = [['phase', phaseText(r)]]
+  if (r.bootstrap) rows.push(['bootstrap', bootstrapText(r.bootstrap)])
+  rows.push(['epoch', r.epoch ?? '- (no copy yet)'])
+  rows.push(['checkpoint', r.appliedAt === null ? String(r.checkpoint) : `${r.checkpoint} (moved ${formatAgo(r.appliedAt, now)})`])
+  rows.push(['keys', formatCount(r.keys)])
+  rows.push(['source head', r.sourceHeadAt === null ? (r.sourceHead > 0 ? String(r.sourceHead) : '- (not heard yet)') : `${r.sourceHead} (heard ${formatAgo(r.sourceHeadAt, now)})`])
+  rows.push(['lag', lagText(r)])
+  const width = Math.max(...rows.map(([k]) => k.length))
+  return [`${r.name}: feed "${r.feed}" from ${r.source}`, ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)]
+}
+
+function phaseText(r: ReplicaReport): string {
+  if (r.replicator) return `${r.phase} (replicator pid ${r.replicator.pid} on ${r.replicator.host})`
+  if (r.bootstrap) return 'stopped mid-bootstrap (resumes from its last chunk when `tidemark replicate` runs again)'
+  return r.epoch === null ? 'stopped (never bootstrapped)' : 'stopped (no replicator running)'
+}
+
+function bootstrapText(b: NonNullable<ReplicaReport['bootstrap']>): string {
+  const copy = b.snapshotDone
+    ? `snapshot copied (${formatCount(b.copied)} keys)`
+    : `${formatCount(b.copied)} keys copied${b.afterKey === null ? '' : `, up to key ${JSON.stringify(b.afterKey)}`}`
+  return `${copy}; began at head ${b.s0}, snapshot read up to ${b.readHead}, log applied to ${b.seq}`
+}
+
+function lagText(r: ReplicaReport): string {
+  if (r.lag.changes === 0) return r.sourceHeadAt === null && r.sourceHead === 0 ? '-' : 'none (at the last head heard)'
+  const changes = `${formatCount(r.lag.changes)} change${r.lag.changes === 1 ? '' : 's'} behind`
+  return r.lag.seconds === null ? changes : `${changes}, for ${formatSpan(r.lag.seconds * 1000)}`
+}
