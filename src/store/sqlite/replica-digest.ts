@@ -1,14 +1,19 @@
 import type { Database, Statement } from 'better-sqlite3'
-import { bufferToHash, hashToBuffer } from '../../digest/row-hash.js'
+import { DIGEST_BITS } from '../../digest/row-hash.js'
 import type { DigestLeaf } from '../store.js'
 
 const MASK_128 = (1n << 128n) - 1n
+const BUCKETS = 2 ** DIGEST_BITS
 
 /** One packed delta: bucket (u32), count (i32), sum (16 bytes, big-endian, mod 2^128). */
 const DELTA_BYTES = 24
 
-/** Deltas pending in the log before they are folded into the leaves. */
-export const FOLD_AT = 256 * 1024
+/**
+ * Deltas logged before they are folded into the leaves. A fold rewrites up to every leaf (65,536)
+ * once, so it is worth doing only for many deltas; the log then holds up to ~24 MB, which a digest
+ * read adds up in tens of milliseconds.
+ */
+export const FOLD_AT = 1024 * 1024
 
 export interface BucketDelta {
   count: number
@@ -37,7 +42,6 @@ export class ReplicaDigest {
     logOf: Statement
     leavesOf: Statement
     log: Statement
-    leaf: Statement
     writeLeaf: Statement
     dropLog: Statement
     dropGenLeaves: Statement
@@ -50,9 +54,8 @@ export class ReplicaDigest {
     this.s = {
       append: db.prepare('INSERT INTO tidemark_replica_digest_log (name, gen, deltas) VALUES (?, ?, ?)'),
       logOf: db.prepare('SELECT deltas FROM tidemark_replica_digest_log WHERE name = ? AND gen = ? ORDER BY id').pluck(),
-      leavesOf: db.prepare('SELECT bucket, count, sum FROM tidemark_replica_digest WHERE name = ? AND gen = ?'),
+      leavesOf: db.prepare('SELECT bucket, count, sum FROM tidemark_replica_digest WHERE name = ? AND gen = ?').raw(),
       log: db.prepare('SELECT id, name, gen, deltas FROM tidemark_replica_digest_log ORDER BY id'),
-      leaf: db.prepare('SELECT count, sum FROM tidemark_replica_digest WHERE name = ? AND gen = ? AND bucket = ?'),
       writeLeaf: db.prepare(
         `INSERT INTO tidemark_replica_digest (name, gen, bucket, count, sum) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (name, gen, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum`,
@@ -84,42 +87,30 @@ export class ReplicaDigest {
 
   /** The generation's non-empty leaves in bucket order (call inside a transaction, for one position). */
   leaves(name: string, gen: number): DigestLeaf[] {
-    const leaves = new Map<number, BucketDelta>()
-    for (const l of this.s.leavesOf.iterate(name, gen) as IterableIterator<{ bucket: number; count: number; sum: Buffer }>) {
-      leaves.set(l.bucket, { count: l.count, sum: bufferToHash(l.sum) })
-    }
-    for (const deltas of this.s.logOf.all(name, gen) as Buffer[]) unpack(deltas, leaves)
+    const table = this.load(name, gen)
+    for (const deltas of this.s.logOf.all(name, gen) as Buffer[]) table.addPacked(deltas)
     const out: DigestLeaf[] = []
-    for (const [bucket, l] of leaves) if (l.count > 0) out.push({ bucket, count: l.count, sum: l.sum & MASK_128 })
-    return out.sort((a, b) => a.bucket - b.bucket)
-  }
-
-  /** Live rows of the generation. */
-  keys(name: string, gen: number): number {
-    let n = 0
-    for (const l of this.leaves(name, gen)) n += l.count
-    return n
+    for (let b = 0; b < BUCKETS; b++) if (table.counts[b]! > 0) out.push({ bucket: b, count: table.counts[b]!, sum: table.sum(b) })
+    return out
   }
 
   /** Folds the whole log into the leaves, in one transaction; returns the deltas folded. */
   fold(): number {
     const folded = this.db
       .transaction(() => {
-        const byLeaf = new Map<string, { name: string; gen: number; deltas: Map<number, BucketDelta> }>()
+        const tables = new Map<string, { name: string; gen: number; table: LeafTable }>()
         let last = 0
         let n = 0
         for (const r of this.s.log.all() as Array<{ id: number; name: string; gen: number; deltas: Buffer }>) {
           const id = `${r.gen}\u0000${r.name}`
-          let g = byLeaf.get(id)
-          if (g === undefined) byLeaf.set(id, (g = { name: r.name, gen: r.gen, deltas: new Map() }))
-          n += unpack(r.deltas, g.deltas)
+          let t = tables.get(id)
+          if (t === undefined) tables.set(id, (t = { name: r.name, gen: r.gen, table: this.load(r.name, r.gen) }))
+          n += t.table.addPacked(r.deltas)
           last = r.id
         }
-        for (const { name, gen, deltas } of byLeaf.values()) {
-          for (const [bucket, d] of deltas) {
-            const cur = this.s.leaf.get(name, gen, bucket) as { count: number; sum: Buffer } | undefined
-            const sum = ((cur ? bufferToHash(cur.sum) : 0n) + d.sum) & MASK_128
-            this.s.writeLeaf.run(name, gen, bucket, (cur?.count ?? 0) + d.count, hashToBuffer(sum))
+        for (const { name, gen, table } of tables.values()) {
+          for (let b = 0; b < BUCKETS; b++) {
+            if (table.touched[b] === 1) this.s.writeLeaf.run(name, gen, b, table.counts[b], table.sumBytes(b))
           }
         }
         this.s.dropLog.run(last)
@@ -140,20 +131,62 @@ export class ReplicaDigest {
     this.s.dropOtherLeaves.run(name, keep, alsoKeep)
     this.s.dropOtherLog.run(name, keep, alsoKeep)
   }
+
+  private load(name: string, gen: number): LeafTable {
+    const table = new LeafTable()
+    for (const [bucket, count, sum] of this.s.leavesOf.iterate(name, gen) as IterableIterator<[number, number, Buffer]>) {
+      table.set(bucket, count, sum)
+    }
+    return table
+  }
 }
 
-/** Adds packed deltas into `into`; returns how many there were. */
-function unpack(buf: Buffer, into: Map<number, BucketDelta>): number {
-  const n = buf.length / DELTA_BYTES
-  for (let at = 0; at < buf.length; at += DELTA_BYTES) {
-    const bucket = buf.readUInt32BE(at)
-    const sum = (buf.readBigUInt64BE(at + 8) << 64n) | buf.readBigUInt64BE(at + 16)
-    const d = into.get(bucket)
-    if (d === undefined) into.set(bucket, { count: buf.readInt32BE(at + 4), sum })
-    else {
-      d.count += buf.readInt32BE(at + 4)
-      d.sum = (d.sum + sum) & MASK_128
-    }
+/**
+ * Every leaf of one generation in flat arrays, each sum as four 32-bit limbs (least significant
+ * first), so that adding up hundreds of thousands of deltas needs no bigint.
+ */
+class LeafTable {
+  readonly counts = new Float64Array(BUCKETS)
+  readonly limbs = new Uint32Array(BUCKETS * 4)
+  /** Changed by a delta (to be written back by a fold). */
+  readonly touched = new Uint8Array(BUCKETS)
+
+  set(bucket: number, count: number, sum: Buffer): void {
+    this.counts[bucket] = count
+    const o = bucket * 4
+    for (let i = 0; i < 4; i++) this.limbs[o + i] = sum.readUInt32BE(12 - 4 * i)
   }
-  return n
+
+  /** Adds packed deltas; returns how many there were. */
+  addPacked(buf: Buffer): number {
+    const limbs = this.limbs
+    for (let at = 0; at < buf.length; at += DELTA_BYTES) {
+      const bucket = buf.readUInt32BE(at)
+      if (bucket >= BUCKETS) throw new RangeError(`digest log: bucket ${bucket} is out of range`)
+      this.counts[bucket]! += buf.readInt32BE(at + 4)
+      this.touched[bucket] = 1
+      const o = bucket * 4
+      let carry = 0
+      for (let i = 0; i < 4; i++) {
+        const v = limbs[o + i]! + buf.readUInt32BE(at + 20 - 4 * i) + carry
+        limbs[o + i] = v >>> 0
+        carry = v > 0xffff_ffff ? 1 : 0
+      }
+    }
+    return buf.length / DELTA_BYTES
+  }
+
+  sum(bucket: number): bigint {
+    const o = bucket * 4
+    const l = this.limbs
+    return (BigInt(l[o + 3]!) << 96n) | (BigInt(l[o + 2]!) << 64n) | (BigInt(l[o + 1]!) << 32n) | BigInt(l[o]!)
+  }
+
+  /** 16 bytes, big-endian, as sums are stored. */
+  sumBytes(bucket: number): Buffer {
+    const buf = Buffer.allocUnsafe(16)
+    const o = bucket * 4
+    for (let i = 0; i < 4; i++) buf.writeUInt32BE(this.limbs[o + i]!, 12 - 4 * i)
+    return buf
+  }
 }

@@ -9,7 +9,8 @@ import { StoreUnavailableError } from '../../errors.js'
  *
  * - tidemark_replica_replicas: one row per replica (by name): what it copies (feed, source), its
  *   checkpoint (epoch, seq) and current generation, the bootstrap in progress (JSON of
- *   BootstrapProgress, NULL when none), lag bookkeeping, and the lease of the process that writes it.
+ *   BootstrapProgress, NULL when none, and the live rows of its generation so far), lag
+ *   bookkeeping, and the lease of the process that writes it.
  * - tidemark_replica_rows: every generation's rows. A bootstrap builds a new generation beside the
  *   current one, and the swap is one update of `gen`. `data` is the JSON text exactly as the source
  *   sent it; NULL is a tombstone (kept while bootstrapping, so that an older snapshot row cannot
@@ -41,6 +42,7 @@ CREATE TABLE IF NOT EXISTS tidemark_replica_replicas (
   gen INTEGER NOT NULL DEFAULT 0,
   keys INTEGER NOT NULL DEFAULT 0,
   bootstrap TEXT,
+  bootstrap_keys INTEGER NOT NULL DEFAULT 0,
   applied_at INTEGER,
   source_head INTEGER NOT NULL DEFAULT 0,
   source_head_at INTEGER,

@@ -36,6 +36,7 @@ interface ReplicaRow {
   gen: number
   keys: number
   bootstrap: string | null
+  bootstrap_keys: number
   applied_at: number | null
   source_head: number
   source_head_at: number | null
@@ -228,7 +229,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
           seq: s0,
           startedAt: this.clock(),
         }
-        s.setProgress.run(JSON.stringify(progress), name)
+        s.beginProgress.run(JSON.stringify(progress), name)
         return progress
       })
       .immediate()
@@ -249,7 +250,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         p.afterKey = progress.afterKey
         p.readHead = Math.max(p.readHead, progress.readHead)
         p.snapshotDone = progress.done
-        this.stmt.setProgress.run(JSON.stringify(p), name)
+        this.stmt.setProgress.run(JSON.stringify(p), w.keysDelta, name)
       })
       .immediate()
     this.afterWrite()
@@ -268,7 +269,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         }
         w.flush()
         p.seq = Math.max(p.seq, upTo)
-        this.stmt.setProgress.run(JSON.stringify(p), name)
+        this.stmt.setProgress.run(JSON.stringify(p), w.keysDelta, name)
       })
       .immediate()
     this.afterWrite()
@@ -286,9 +287,8 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
           )
         }
         if (hook) this.diff(name, r.gen, p, hook)
-        const keys = this.digest.keys(name, p.gen)
-        const now = this.clock()
-        return this.stmt.swap.get(p.gen, p.epoch, p.seq, keys, now, p.seq, p.seq, now, name) as ReplicaRow
+                const now = this.clock()
+        return this.stmt.swap.get(p.gen, p.epoch, p.seq, now, p.seq, p.seq, now, name) as ReplicaRow
       })
       .immediate()
     this.logger.info({ replica: name, gen: row.gen, seq: row.seq, keys: row.keys }, `replica "${name}" is now at seq ${row.seq} (generation ${row.gen})`)
@@ -473,21 +473,22 @@ function prepare(db: Database) {
     ),
     setOwner: db.prepare(`UPDATE ${R} SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?`),
     rebind: db.prepare(
-      `UPDATE ${R} SET feed = ?, source = ?, epoch = NULL, seq = 0, bootstrap = NULL,
+      `UPDATE ${R} SET feed = ?, source = ?, epoch = NULL, seq = 0, bootstrap = NULL, bootstrap_keys = 0,
          source_head = 0, source_head_at = NULL, behind_since = NULL WHERE name = ?`,
     ),
     renew: db.prepare(`UPDATE ${R} SET owner_expires = ? WHERE name = ? AND owner_id = ?`),
     release: db.prepare(
       `UPDATE ${R} SET owner_id = NULL, owner_pid = NULL, owner_host = NULL, owner_expires = NULL WHERE name = ? AND owner_id = ?`,
     ),
-    setProgress: db.prepare(`UPDATE ${R} SET bootstrap = ? WHERE name = ?`),
+    beginProgress: db.prepare(`UPDATE ${R} SET bootstrap = ?, bootstrap_keys = 0 WHERE name = ?`),
+    setProgress: db.prepare(`UPDATE ${R} SET bootstrap = ?, bootstrap_keys = bootstrap_keys + ? WHERE name = ?`),
     advance: db.prepare(
       `UPDATE ${R} SET seq = ?, keys = keys + ?, applied_at = ?, source_head = max(source_head, ?),
          behind_since = CASE WHEN ? >= source_head THEN NULL ELSE coalesce(behind_since, ?) END
        WHERE name = ? RETURNING *`,
     ),
     swap: db.prepare(
-      `UPDATE ${R} SET gen = ?, epoch = ?, seq = ?, keys = ?, bootstrap = NULL, applied_at = ?, source_head = max(source_head, ?),
+      `UPDATE ${R} SET gen = ?, epoch = ?, seq = ?, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, applied_at = ?, source_head = max(source_head, ?),
          behind_since = CASE WHEN ? >= source_head THEN NULL ELSE coalesce(behind_since, ?) END
        WHERE name = ? RETURNING *`,
     ),
