@@ -4,6 +4,7 @@
  * program by the registrar it exports: to add a command, add its registrar to COMMANDS.
  */
 import type { Registrar } from './cli.js'
+import { registerDemo } from './commands/demo.js'
 import { registerDump } from './commands/dump.js'
 import { registerFeeds } from './commands/feeds.js'
 import { registerReplicate } from './commands/replicate.js'
@@ -17,6 +18,7 @@ import { registerWrite } from './commands/write.js'
 import { runCli } from './program.js'
 
 const COMMANDS: readonly Registrar[] = [
+  registerDemo,
   registerServe,
   registerWrite,
   registerDump,

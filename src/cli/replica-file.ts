@@ -3,7 +3,6 @@ import { BadRequestError, NotAStoreError } from '../errors.js'
 import type { Seq } from '../protocol/types.js'
 import type { BootstrapProgress, ReplicaState } from '../store/replica-store.js'
 import { openDatabase } from '../store/sqlite/database.js'
-import { ReplicaDigest } from '../store/sqlite/replica-digest.js'
 import { checkLease } from '../store/sqlite/replica-lease.js'
 import { SqliteReplicaStore } from '../store/sqlite/sqlite-replica-store.js'
 
@@ -23,6 +22,8 @@ export interface ReplicaReport {
   /** The replicator holding the claim, when there is a live one. */
   replicator: { pid: number; host: string; leaseUntil: number } | null
   epoch: string | null
+  /** The current generation (0 before the first bootstrap completes; a bootstrap builds the next). */
+  gen: number
   checkpoint: Seq
   keys: number
   appliedAt: number | null
@@ -31,7 +32,7 @@ export interface ReplicaReport {
   behindSince: number | null
   /** Behind the last source head seen: in changes, and in seconds since it fell behind (null: not behind). */
   lag: { changes: number; seconds: number | null }
-  /** The bootstrap under way, with `copied`: live keys in the new generation so far. */
+  /** The bootstrap under way, with `copied`: the keys in the new generation so far. */
   bootstrap: (BootstrapProgress & { copied: number }) | null
 }
 
@@ -41,6 +42,7 @@ interface OwnerRow {
   owner_pid: number | null
   owner_host: string | null
   owner_expires: number | null
+  bootstrap_keys?: number
 }
 
 /**
@@ -74,8 +76,9 @@ export async function readReplicas(path: string, options: { name?: string; now?:
 }
 
 function report(db: Database, s: ReplicaState, now: number): ReplicaReport {
-  const replicator = liveClaim(db, s.name, now)
-  const bootstrap = s.bootstrap === null ? null : { ...s.bootstrap, copied: liveKeys(db, s.name, s.bootstrap.gen) }
+  const row = rawRow(db, s.name)
+  const replicator = liveClaim(row, now)
+  const bootstrap = s.bootstrap === null ? null : { ...s.bootstrap, copied: row.bootstrap_keys ?? 0 }
   const behind = Math.max(0, s.sourceHead - s.seq)
   let phase: DerivedPhase = 'stopped'
   if (replicator !== null) phase = bootstrap !== null || s.gen === 0 ? 'bootstrapping' : behind > 0 ? 'catching-up' : 'live'
@@ -86,6 +89,7 @@ function report(db: Database, s: ReplicaState, now: number): ReplicaReport {
     phase,
     replicator,
     epoch: s.epoch,
+    gen: s.gen,
     checkpoint: s.seq,
     keys: s.keys,
     appliedAt: s.appliedAt,
@@ -101,23 +105,20 @@ function hasTable(db: Database, name: string): boolean {
   return db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?`).get(name) !== undefined
 }
 
-// The two reads below go past the ReplicaStore port, which does not tell who holds a claim nor how
-// far a bootstrap has copied; they belong in SqliteReplicaStore (ReplicaState.owner,
-// BootstrapProgress.copied) and move there once it offers them.
+// The read below goes past the ReplicaStore port, which tells neither who holds a claim nor how
+// many keys a bootstrap has copied so far; both belong in ReplicaState / BootstrapProgress and
+// move there once the store offers them.
+
+/** The replica's row as the SQLite store keeps it: the claim, and the keys copied by the bootstrap under way. */
+function rawRow(db: Database, name: string): OwnerRow {
+  return db.prepare('SELECT * FROM tidemark_replica_replicas WHERE name = ?').get(name) as OwnerRow
+}
 
 /** The claim on the replica when it is live (the lease runs and, on this host, the process exists). */
-function liveClaim(db: Database, name: string, now: number): ReplicaReport['replicator'] {
-  const r = db.prepare('SELECT name, owner_id, owner_pid, owner_host, owner_expires FROM tidemark_replica_replicas WHERE name = ?').get(name) as
-    | OwnerRow
-    | undefined
-  if (r === undefined || r.owner_id === null) return null
+function liveClaim(r: OwnerRow, now: number): ReplicaReport['replicator'] {
+  if (r.owner_id === null) return null
   const owner = { id: r.owner_id, pid: r.owner_pid ?? 0, host: r.owner_host ?? '', expires: r.owner_expires ?? 0 }
   // Nobody's claim id is the empty string: checkLease then says whether anyone else holds it.
   if (checkLease(owner, '', now).holder === null) return null
   return { pid: owner.pid, host: owner.host, leaseUntil: owner.expires }
-}
-
-/** Live keys written into generation `gen` so far: the count of its digest, read the store's way. */
-function liveKeys(db: Database, name: string, gen: number): number {
-  return db.transaction(() => new ReplicaDigest(db).keys(name, gen))()
 }
