@@ -147,6 +147,12 @@ describe('tidemark replicate', () => {
     assert.equal(r.name, 'crm')
     child.kill('SIGINT')
     assert.equal((await done).code, 0)
+
+    const fresh = join(src.dir, 'fresh.db')
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh], { env: { TIDEMARK_TOKEN: 'guess' } }), 1, /wrong token/)
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh, '--token', 'guess']), 1, /wrong token/)
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh], { env: { TIDEMARK_TOKEN: '' } }), 1, /unauthorized|token/)
+    assert.equal(existsSync(fresh), false)
   })
 
   it('refuses a replica another replicator holds (exit 1), and a file that is not SQLite (exit 3)', async () => {
@@ -158,6 +164,11 @@ describe('tidemark replicate', () => {
     refused(await tidemark(['replicate', src.url, 'customers', '--into', into]), 1, new RegExp(`is being replicated by pid ${first.child.pid}.*stop it first`))
     first.child.kill('SIGTERM')
     assert.equal((await first.done).code, 0)
+
+    // Mistakes that asking again cannot fix fail at once, before any replica file is made.
+    const fresh = join(src.dir, 'fresh.db')
+    failsWith(await tidemark(['replicate', src.url, 'nosuch', '--into', fresh]), 1, /unknown feed "nosuch"/)
+    assert.equal(existsSync(fresh), false)
 
     const text = join(src.dir, 'notes.txt')
     writeFileSync(text, 'not a database, just a long enough text file to not look like an empty one\n'.repeat(20))

@@ -1,4 +1,6 @@
+import { isTidemarkError, type ErrorCode } from '../../errors.js'
 import type { SqliteReplicaStore } from '../../store/sqlite/sqlite-replica-store.js'
+import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import type { Registrar } from '../cli.js'
 import { examples, parseDurationOption, parsePositive } from '../options.js'
@@ -55,6 +57,10 @@ ${examples([
         const token = options.token ?? nonEmpty(process.env.TIDEMARK_TOKEN)
         source = new HttpFeedSource(url, token === undefined ? {} : { token })
         const description = source.description
+        const aborted = new AbortController()
+        void stop.signalled.then((signal) => aborted.abort(signal))
+        await checkSource(source, feed, aborted.signal)
+        if (aborted.signal.aborted) return
         store = SqliteReplicaStore.open(options.into, { create: true, logger: cli.logger('store') })
         const replica = createReplica({
           source,
@@ -91,6 +97,22 @@ ${examples([
       // If anything still holds the event loop open after a clean close, do not hang on it.
       setTimeout(() => process.exit(), 3000).unref()
     })
+}
+
+/** What asking the source once cannot fix by asking again: a wrong token, a feed that does not exist. */
+const FATAL_AT_START: ReadonlySet<ErrorCode> = new Set(['unauthorized', 'forbidden', 'unknown-feed', 'bad-request'])
+
+/**
+ * Asks the source about the feed once before anything else, so that a mistyped token or feed name
+ * is one error line (and no replica file) rather than a replicator retrying for ever. Any other
+ * failure (the server is down, a 5xx) is left to the replicator, which retries with backoff.
+ */
+async function checkSource(source: FeedSource, feed: string, signal: AbortSignal): Promise<void> {
+  try {
+    await source.info(feed, signal)
+  } catch (error) {
+    if (isTidemarkError(error) && FATAL_AT_START.has(error.code)) throw error
+  }
 }
 
 function nonEmpty(value: string | undefined): string | undefined {
