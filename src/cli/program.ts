@@ -44,6 +44,9 @@ export function createProgram(cli: Cli, commands: readonly Registrar[]): Command
 /** Runs the CLI on `argv` (process.argv form) and returns the exit code. Never throws. */
 export async function runCli(argv: string[], commands: readonly Registrar[]): Promise<number> {
   const cli = new Cli()
+  // `tidemark --help | head`: the reader going away ends the output, it is not a crash. (Commands'
+  // own output goes through LineWriter, which notices the same error and stops writing.)
+  process.stdout.on('error', ignoreClosedPipe)
   const dashdash = argv.indexOf('--')
   // Known before commander parses, so that a parse error can already honour it.
   cli.verbose = (dashdash === -1 ? argv : argv.slice(0, dashdash)).includes('--verbose')
@@ -54,4 +57,8 @@ export async function runCli(argv: string[], commands: readonly Registrar[]): Pr
   } catch (error) {
     return reportError(error, { verbose: cli.verbose, write: (text) => process.stderr.write(text) })
   }
+}
+
+function ignoreClosedPipe(error: NodeJS.ErrnoException): void {
+  if (error.code !== 'EPIPE') throw error
 }

@@ -221,7 +221,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       10,
     )
     await b.kill('SIGKILL')
-    const killed = (await readB()) as ReplicaReport
+    const killed = await poll(readB, 'reading replica B after the kill', 10_000, signal)
     const untilKill = performance.now() - t
     timings.push(['replica B: start to kill', untilKill])
     const kp = killed.bootstrap

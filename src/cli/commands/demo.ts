@@ -14,7 +14,7 @@ interface DemoCommandOptions {
 export const registerDemo: Registrar = (program, cli) => {
   program
     .command('demo')
-    .description('see tidemark at work in about 30 s: an owner writing, a feed server, two replicas, a lost message, a crash, a proof')
+    .description('see tidemark at work in under a minute: an owner writing, a feed server, two replicas, a lost message, a crash, a proof')
     .option('--dir <dir>', 'put the demo files here (default: a new temporary folder)')
     .option('--keep', 'keep the files at the end, to look at them with `tidemark status`, `sqlite3` …')
     .option('--quick', 'smaller numbers (3,000 customers, a few seconds): for tests')
