@@ -11,6 +11,7 @@ import { ApplyFailedError, ConflictError, NotAStoreError } from '../../src/error
 import { StoredChange, StoredRow } from '../../src/protocol/encoded.js'
 import type { Change, Json, StateRow } from '../../src/protocol/types.js'
 import type { DigestLeaf } from '../../src/store/store.js'
+import { rowHashHex } from '../../src/store/sqlite/replica-digest.js'
 import { compareUtf8, SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
 import { propertyParameters } from '../helpers/property.js'
@@ -217,6 +218,40 @@ describe('SqliteReplicaStore', () => {
     assert.equal(done.seq, 6)
     assert.deepEqual(await allRows(second), [['a', 6, 'a6'], ['b', 2, 2], ['c', 3, 3]])
     await second.close()
+  })
+
+  it('writes large snapshot chunks in batches, comparing only the keys already there', async () => {
+    const store = await claimed()
+    await store.beginBootstrap(FEED, 'e', 1000)
+    // The log got there first for some keys: newer for k010 and k120 (kept), deleted k130 (kept deleted).
+    await store.applyToBootstrap(FEED, [up(1001, 'k010', 'log'), up(1002, 'k120', 'log'), del(1003, 'k130'), up(1004, 'k005', 'log')], 1004)
+    const rows: StateRow[] = []
+    for (let i = 0; i < 250; i++) rows.push(row(`k${String(i).padStart(3, '0')}`, i + 1, { i }))
+    // Older than the log's k005, and a key twice in one batch (the later, newer copy wins).
+    rows.splice(60, 0, row('k050', 999, 'again'))
+    rows.push({ key: 'k249', seq: 1, deleted: true })
+    await store.writeSnapshotChunk(FEED, rows, { afterKey: 'k249', readHead: 1004, done: true })
+    const state = await store.finishBootstrap(FEED)
+    const got = new Map((await allRows(store)).map(([k, s, d]) => [k, [s, d]]))
+    assert.equal(got.size, 249)
+    assert.deepEqual(got.get('k005'), [1004, 'log'])
+    assert.deepEqual(got.get('k010'), [1001, 'log'])
+    assert.deepEqual(got.get('k120'), [1002, 'log'])
+    assert.equal(got.has('k130'), false)
+    assert.deepEqual(got.get('k050'), [999, 'again'])
+    assert.deepEqual(got.get('k249'), [250, { i: 249 }])
+    assert.deepEqual(got.get('k200'), [201, { i: 200 }])
+    assert.equal(state.keys, got.size)
+    assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
+    await store.close()
+  })
+
+  it('hashes rows exactly as the digest module defines it', () => {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), fc.nat(), fc.string(), (key, seq, text) => {
+        assert.equal(BigInt(`0x${rowHashHex(key, seq, text)}`), rowHash(key, seq, text))
+      }),
+    )
   })
 
   it('refuses to make an incomplete bootstrap current', async () => {

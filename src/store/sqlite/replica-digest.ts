@@ -1,8 +1,9 @@
 import type { Database, Statement } from 'better-sqlite3'
-import { DIGEST_BITS } from '../../digest/row-hash.js'
+import { hash } from 'node:crypto'
+import { DIGEST_BITS, ROW_HASH } from '../../digest/row-hash.js'
+import type { Seq } from '../../protocol/types.js'
 import type { DigestLeaf } from '../store.js'
 
-const MASK_128 = (1n << 128n) - 1n
 const BUCKETS = 2 ** DIGEST_BITS
 
 /** One packed delta: bucket (u32), count (i32), sum (16 bytes, big-endian, mod 2^128). */
@@ -15,10 +16,13 @@ const DELTA_BYTES = 24
  */
 export const FOLD_AT = 1024 * 1024
 
-export interface BucketDelta {
-  count: number
-  /** Any bigint: reduced mod 2^128 when written. */
-  sum: bigint
+/**
+ * `rowHash` (digest/row-hash.ts) as 32 hex digits: the same hash of the same input, which the write
+ * path stores as a blob and adds up in 32-bit limbs without the bigint that `rowHash` returns (a
+ * test keeps the two equal).
+ */
+export function rowHashHex(key: string, seq: Seq, dataText: string): string {
+  return hash(ROW_HASH, `${key}\u0000${seq}\u0000${dataText}`, 'hex')
 }
 
 /**
@@ -68,21 +72,12 @@ export class ReplicaDigest {
     }
   }
 
-  /** Records one transaction's deltas (call inside it). */
-  append(name: string, gen: number, deltas: Map<number, BucketDelta>): void {
-    if (deltas.size === 0) return
-    const buf = Buffer.allocUnsafe(deltas.size * DELTA_BYTES)
-    let at = 0
-    for (const [bucket, d] of deltas) {
-      const sum = d.sum & MASK_128
-      buf.writeUInt32BE(bucket, at)
-      buf.writeInt32BE(d.count, at + 4)
-      buf.writeBigUInt64BE(sum >> 64n, at + 8)
-      buf.writeBigUInt64BE(sum & 0xffff_ffff_ffff_ffffn, at + 16)
-      at += DELTA_BYTES
-    }
-    this.s.append.run(name, gen, buf)
-    this.pending += deltas.size
+  /** Records one transaction's deltas (call inside it), and clears them. */
+  append(name: string, gen: number, deltas: DigestDeltas): void {
+    const packed = deltas.pack()
+    if (packed === null) return
+    this.s.append.run(name, gen, packed)
+    this.pending += packed.length / DELTA_BYTES
   }
 
   /** The generation's non-empty leaves in bucket order (call inside a transaction, for one position). */
@@ -139,6 +134,81 @@ export class ReplicaDigest {
     }
     return table
   }
+}
+
+/**
+ * One transaction's changes to the digest, per bucket, in flat arrays (one instance is reused from
+ * transaction to transaction: `reset` at the start of each, `pack` at its end).
+ */
+export class DigestDeltas {
+  private readonly counts = new Int32Array(BUCKETS)
+  private readonly limbs = new Uint32Array(BUCKETS * 4)
+  private readonly seen = new Uint8Array(BUCKETS)
+  private readonly touched: number[] = []
+
+  /** A row with this hash (16 bytes at `at`) joins the bucket. */
+  add(bucket: number, h: Uint8Array, at: number): void {
+    const o = this.touch(bucket)
+    this.counts[bucket]! += 1
+    const limbs = this.limbs
+    let carry = 0
+    for (let i = 0; i < 4; i++) {
+      const v = limbs[o + i]! + word(h, at + 12 - 4 * i) + carry
+      limbs[o + i] = v >>> 0
+      carry = v > 0xffff_ffff ? 1 : 0
+    }
+  }
+
+  /** A row with this hash leaves the bucket. */
+  remove(bucket: number, h: Uint8Array, at: number): void {
+    const o = this.touch(bucket)
+    this.counts[bucket]! -= 1
+    const limbs = this.limbs
+    let borrow = 0
+    for (let i = 0; i < 4; i++) {
+      const v = limbs[o + i]! - word(h, at + 12 - 4 * i) - borrow
+      limbs[o + i] = v >>> 0
+      borrow = v < 0 ? 1 : 0
+    }
+  }
+
+  /** The non-zero deltas packed for the log (null: none), and clears them. */
+  pack(): Buffer | null {
+    const buf = Buffer.allocUnsafe(this.touched.length * DELTA_BYTES)
+    let at = 0
+    for (const b of this.touched) {
+      const o = b * 4
+      const l = this.limbs
+      if (this.counts[b] === 0 && (l[o]! | l[o + 1]! | l[o + 2]! | l[o + 3]!) === 0) continue
+      buf.writeUInt32BE(b, at)
+      buf.writeInt32BE(this.counts[b]!, at + 4)
+      for (let i = 0; i < 4; i++) buf.writeUInt32BE(l[o + i]!, at + 20 - 4 * i)
+      at += DELTA_BYTES
+    }
+    this.reset()
+    return at === 0 ? null : buf.subarray(0, at)
+  }
+
+  reset(): void {
+    for (const b of this.touched) {
+      this.counts[b] = 0
+      this.limbs.fill(0, b * 4, b * 4 + 4)
+      this.seen[b] = 0
+    }
+    this.touched.length = 0
+  }
+
+  private touch(bucket: number): number {
+    if (this.seen[bucket] === 0) {
+      this.seen[bucket] = 1
+      this.touched.push(bucket)
+    }
+    return bucket * 4
+  }
+}
+
+function word(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0
 }
 
 /**

@@ -2,20 +2,22 @@ import type { Database, Statement } from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
-import { bucketOf, bufferToHash, hashToBuffer, rowHash } from '../../digest/row-hash.js'
+import { bucketOf } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import type { Change, Seq, StateRow } from '../../protocol/types.js'
 import { LIMITS } from '../../protocol/limits.js'
 import type { ApplyHook, BootstrapProgress, ClaimOptions, ReplicaState, ReplicaStore } from '../replica-store.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { openDatabase, translateError } from './database.js'
-import { FOLD_AT, ReplicaDigest, type BucketDelta } from './replica-digest.js'
+import { DigestDeltas, FOLD_AT, ReplicaDigest, rowHashHex } from './replica-digest.js'
 import { checkLease, DEFAULT_LEASE_MS, describeOwner, type LeaseOwner } from './replica-lease.js'
 import { migrateReplica } from './replica-schema.js'
 
 /** Rows read per page when diffing two generations, and deleted per transaction by the garbage collector. */
 const DIFF_PAGE = 1000
 const GC_CHUNK = 10_000
+/** Snapshot rows inserted per statement. */
+const INSERT_BATCH = 100
 
 export interface SqliteReplicaStoreOptions {
   /** Create the file when it does not exist (default true). */
@@ -77,6 +79,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   private readonly claims = new Map<string, number>()
   private readonly stmt: ReturnType<typeof prepare>
   private readonly digest: ReplicaDigest
+  private readonly deltas = new DigestDeltas()
   private readonly foldAt: number
 
   /** Opens (and creates, unless `create: false`) a SQLite file for replicas: WAL, busy timeout. */
@@ -244,8 +247,8 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       .transaction(() => {
         const r = this.owned(name)
         const p = this.bootstrapping(r)
-        const w = new GenWriter(this.stmt, this.digest, name, p.gen, true)
-        for (const row of rows) w.insertFirst(row.key, row.seq, rowText(row))
+        const w = new GenWriter(this.stmt, this.digest, this.deltas, name, p.gen, true)
+        w.insertAll(rows)
         w.flush()
         p.afterKey = progress.afterKey
         p.readHead = Math.max(p.readHead, progress.readHead)
@@ -261,7 +264,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       .transaction(() => {
         const r = this.owned(name)
         const p = this.bootstrapping(r)
-        const w = new GenWriter(this.stmt, this.digest, name, p.gen, true)
+        const w = new GenWriter(this.stmt, this.digest, this.deltas, name, p.gen, true)
         for (const c of changes) {
           if (c.seq <= p.seq) continue
           checkUpTo(c, upTo)
@@ -365,7 +368,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         const r = this.owned(name)
         // Rows of the current generation are all at or below the checkpoint, so every change above
         // it wins; a delete removes the row outright (no tombstone is needed from here on).
-        const w = new GenWriter(this.stmt, this.digest, name, r.gen, false)
+        const w = new GenWriter(this.stmt, this.digest, this.deltas, name, r.gen, false)
         for (const c of changes) {
           if (c.seq <= r.seq) continue
           checkUpTo(c, upTo)
@@ -499,7 +502,15 @@ function prepare(db: Database) {
     ),
 
     rowVersion: db.prepare(`SELECT seq, hash FROM ${W} WHERE name = ? AND gen = ? AND key = ?`),
-    insertRow: db.prepare(`INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+    insertRow: db
+      .prepare(`INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key`)
+      .pluck(),
+    insertRows: db
+      .prepare(
+        `INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES ${Array(INSERT_BATCH).fill('(?, ?, ?, ?, ?, ?)').join(', ')}
+         ON CONFLICT DO NOTHING RETURNING key`,
+      )
+      .pluck(),
     upsertRow: db.prepare(
       `INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash`,
@@ -527,60 +538,93 @@ type Statements = ReturnType<typeof prepare>
 class GenWriter {
   /** Change in the number of live rows. */
   keysDelta = 0
-  private readonly deltas = new Map<number, BucketDelta>()
 
   constructor(
     private readonly s: Statements,
     private readonly digest: ReplicaDigest,
+    private readonly deltas: DigestDeltas,
     private readonly name: string,
     private readonly gen: number,
     /** Keep deletes as tombstones (while bootstrapping: an older snapshot row must not revive the key). */
     private readonly tombstones: boolean,
-  ) {}
+  ) {
+    // Left over from a transaction that threw.
+    deltas.reset()
+  }
 
-  /** For snapshot rows, mostly new keys: one statement when the key is not there yet. */
-  insertFirst(key: string, seq: Seq, text: string | null): boolean {
-    const h = text === null ? null : rowHash(key, seq, text)
-    if (this.s.insertRow.run(this.name, this.gen, key, seq, text, h === null ? null : hashToBuffer(h)).changes === 1) {
-      if (h !== null) this.account(key, null, h)
-      return true
+  /**
+   * For snapshot rows, mostly keys the generation does not hold yet: INSERT_BATCH rows per
+   * statement, and only those already there (which the statement leaves alone) go through `write`.
+   */
+  insertAll(rows: StateRow[]): void {
+    // The rows' hashes side by side in one buffer: a view per row, no allocation per row.
+    const hashes = Buffer.allocUnsafe(rows.length * 16)
+    const params: unknown[] = []
+    for (let i = 0; i < rows.length; i += INSERT_BATCH) {
+      const n = Math.min(INSERT_BATCH, rows.length - i)
+      params.length = 0
+      for (let j = i; j < i + n; j++) {
+        const r = rows[j] as StateRow
+        const text = rowText(r)
+        let h: Buffer | null = null
+        if (text !== null) {
+          hashes.write(rowHashHex(r.key, r.seq, text), j * 16, 16, 'hex')
+          h = hashes.subarray(j * 16, j * 16 + 16)
+        }
+        params.push(this.name, this.gen, r.key, r.seq, text, h)
+      }
+      let inserted: string[]
+      if (n === INSERT_BATCH) inserted = this.s.insertRows.all(params) as string[]
+      else {
+        inserted = []
+        for (let j = 0; j < n; j++) {
+          const key = this.s.insertRow.get(params.slice(j * 6, j * 6 + 6)) as string | undefined
+          if (key !== undefined) inserted.push(key)
+        }
+      }
+      const all = inserted.length === n
+      const fresh = all ? undefined : new Set(inserted)
+      for (let j = 0; j < n; j++) {
+        const key = params[j * 6 + 2] as string
+        const h = params[j * 6 + 5] as Buffer | null
+        // A key twice in one batch: the first was inserted, the second must be compared with it.
+        if (all || fresh?.delete(key)) {
+          if (h !== null) this.account(key, null, h)
+        } else {
+          this.write(key, params[j * 6 + 3] as Seq, params[j * 6 + 4] as string | null, h)
+        }
+      }
     }
-    return this.write(key, seq, text, h)
   }
 
   /** Writes the version when it is newer than the one held (or there is none); says whether it did. */
-  write(key: string, seq: Seq, text: string | null, h: bigint | null = text === null ? null : rowHash(key, seq, text)): boolean {
+  write(key: string, seq: Seq, text: string | null, h: Buffer | null = text === null ? null : Buffer.from(rowHashHex(key, seq, text), 'hex')): boolean {
     const cur = this.s.rowVersion.get(this.name, this.gen, key) as { seq: number; hash: Buffer | null } | undefined
     if (cur !== undefined && cur.seq >= seq) return false
     if (text === null && !this.tombstones) {
       if (cur !== undefined) this.s.deleteRow.run(this.name, this.gen, key)
     } else {
-      this.s.upsertRow.run(this.name, this.gen, key, seq, text, h === null ? null : hashToBuffer(h))
+      this.s.upsertRow.run(this.name, this.gen, key, seq, text, h)
     }
-    const old = cur?.hash ? bufferToHash(cur.hash) : null
+    const old = cur?.hash ?? null
     if (old !== null || h !== null) this.account(key, old, h)
     return true
   }
 
-  private account(key: string, old: bigint | null, next: bigint | null): void {
+  private account(key: string, old: Buffer | null, next: Buffer | null): void {
     const bucket = bucketOf(key)
-    let d = this.deltas.get(bucket)
-    if (d === undefined) this.deltas.set(bucket, (d = { count: 0, sum: 0n }))
     if (old !== null) {
-      d.count -= 1
-      d.sum -= old
+      this.deltas.remove(bucket, old, 0)
       this.keysDelta -= 1
     }
     if (next !== null) {
-      d.count += 1
-      d.sum += next
+      this.deltas.add(bucket, next, 0)
       this.keysDelta += 1
     }
   }
 
   flush(): void {
     this.digest.append(this.name, this.gen, this.deltas)
-    this.deltas.clear()
   }
 }
 
