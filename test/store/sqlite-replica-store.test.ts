@@ -643,6 +643,27 @@ describe('SqliteReplicaStore', () => {
     db.close()
   })
 
+  it('reads through a read-only connection, adding nothing to a file that is no replica', async () => {
+    const path = tmpDb('replica.db')
+    const store = await claimed(path)
+    await bootstrap(store, [row('a', 1, 1)], 1)
+    const ro = new BetterSqlite3(path, { readonly: true })
+    const reader = SqliteReplicaStore.attach(ro)
+    assert.deepEqual((await reader.list()).map((s) => [s.name, s.keys]), [[FEED, 1]])
+    assert.deepEqual(await reader.get(FEED, 'a'), new StoredRow('a', 1, '1'))
+    await reader.close()
+    ro.close()
+    await store.close()
+
+    const other = tmpDb('app.db')
+    const app = new BetterSqlite3(other)
+    app.exec('CREATE TABLE app (id INTEGER)')
+    app.close()
+    const db = new BetterSqlite3(other, { readonly: true })
+    assert.throws(() => SqliteReplicaStore.attach(db), (error: unknown) => error instanceof NotAStoreError && /no replica tables/.test(error.message))
+    db.close()
+  })
+
   it('refuses a file that is not SQLite', () => {
     const path = tmpDb('notes.txt')
     writeFileSync(path, 'these are not the tables you are looking for\n'.repeat(100))

@@ -1,5 +1,5 @@
 import type { Database } from 'better-sqlite3'
-import { StoreUnavailableError } from '../../errors.js'
+import { NotAStoreError, StoreUnavailableError } from '../../errors.js'
 
 /**
  * A replica's tables inside the consumer's SQLite file, all named `tidemark_replica_…` so that they
@@ -85,7 +85,11 @@ CREATE VIEW IF NOT EXISTS tidemark_replica_current (name, key, seq, data) AS
 
 export function migrateReplica(db: Database): void {
   const run = (): void => {
-    db.exec(DDL)
+    if (!db.readonly) db.exec(DDL)
+    else if (db.prepare(`SELECT 1 FROM sqlite_schema WHERE name = 'tidemark_replica_meta'`).get() === undefined) {
+      // A read-only look (`tidemark status`) cannot add the tables, nor should it.
+      throw new NotAStoreError(`${db.name} is not a tidemark replica: it has no replica tables`)
+    }
     const row = db.prepare(`SELECT value FROM tidemark_replica_meta WHERE name = 'schema'`).get() as { value: string } | undefined
     const version = row ? Number(row.value) : 0
     if (version > REPLICA_SCHEMA_VERSION) {
@@ -93,10 +97,12 @@ export function migrateReplica(db: Database): void {
         `${db.name} has tidemark replica schema ${version}; this tidemark knows up to ${REPLICA_SCHEMA_VERSION}: upgrade tidemark`,
       )
     }
-    if (version < REPLICA_SCHEMA_VERSION) {
+    if (version < REPLICA_SCHEMA_VERSION && !db.readonly) {
       db.prepare(`INSERT OR REPLACE INTO tidemark_replica_meta (name, value) VALUES ('schema', ?)`).run(String(REPLICA_SCHEMA_VERSION))
     }
   }
-  // BEGIN IMMEDIATE; a savepoint when a consumer that attached its own connection is inside a transaction.
-  db.transaction(run).immediate()
+  // BEGIN IMMEDIATE (a read-only connection only reads); a savepoint when a consumer that attached
+  // its own connection is inside a transaction.
+  if (db.readonly) db.transaction(run)()
+  else db.transaction(run).immediate()
 }
