@@ -246,6 +246,24 @@ describe('SqliteReplicaStore', () => {
     await store.close()
   })
 
+  it('folds the digest log into the leaves once it has grown, counting what an earlier process left', async () => {
+    const path = tmpDb('replica.db')
+    const first = await claimed(path)
+    await bootstrap(first, Array.from({ length: 40 }, (_, i) => row(`k${i}`, 1, i)), 1)
+    await first.close()
+    const logged = (db: Database) => db.prepare('SELECT count(*) FROM tidemark_replica_digest_log').pluck().get()
+    const second = SqliteReplicaStore.open(path, { digestFoldAt: 30 })
+    await second.claim(FEED, FEED, SOURCE)
+    assert.equal(logged(second.db), 1)
+    const before = await second.digestLeaves(FEED)
+    await second.apply(FEED, [up(2, 'k1', 'x')], 2)
+    assert.equal(logged(second.db), 0)
+    const after = await second.digestLeaves(FEED)
+    assert.deepEqual(after.leaves, recomputed(second.db))
+    assert.notDeepEqual(after.leaves, before.leaves)
+    await second.close()
+  })
+
   it('hashes rows exactly as the digest module defines it', () => {
     fc.assert(
       fc.property(fc.string({ minLength: 1 }), fc.nat(), fc.string(), (key, seq, text) => {

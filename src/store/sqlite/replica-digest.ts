@@ -39,8 +39,8 @@ export function rowHashHex(key: string, seq: Seq, dataText: string): string {
  * all the same, and a fold (an atomic rewrite of the same sums) changes nothing a reader can see.
  */
 export class ReplicaDigest {
-  /** Deltas appended by this connection since its last fold (what the log holds, roughly). */
-  pending = 0
+  /** Deltas in the log: counted at the start, then by this connection's appends and folds. */
+  pending: number
   private readonly s: {
     append: Statement
     logOf: Statement
@@ -70,6 +70,9 @@ export class ReplicaDigest {
       dropOtherLeaves: db.prepare('DELETE FROM tidemark_replica_digest WHERE name = ? AND gen NOT IN (?, ?)'),
       dropOtherLog: db.prepare('DELETE FROM tidemark_replica_digest_log WHERE name = ? AND gen NOT IN (?, ?)'),
     }
+    // Blob lengths come from the records' headers: this reads no delta.
+    const bytes = db.prepare('SELECT coalesce(sum(length(deltas)), 0) FROM tidemark_replica_digest_log').pluck().get() as number
+    this.pending = bytes / DELTA_BYTES
   }
 
   /** Records one transaction's deltas (call inside it), and clears them. */
