@@ -25,7 +25,7 @@ export interface SqliteReplicaStoreOptions {
   logger?: Logger
   /** The clock, ms since the Unix epoch (leases, lag bookkeeping, synthetic changes). */
   clock?: () => number
-  /** Digest deltas logged before they are folded into the leaves (replica-digest.ts; default 262,144). */
+  /** Digest deltas logged before they are folded into the leaves (replica-digest.ts; default 1,048,576). */
   digestFoldAt?: number
 }
 
@@ -296,7 +296,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
           )
         }
         if (hook) this.diff(name, r.gen, p, hook)
-                const now = this.clock()
+        const now = this.clock()
         return this.stmt.swap.get(p.gen, p.epoch, p.seq, now, p.seq, p.seq, now, name) as ReplicaRow
       })
       .immediate()
@@ -368,6 +368,10 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
 
   // ── live ──────────────────────────────────────────────────────────────────────────────────────
 
+  /**
+   * The hook runs for every change above the checkpoint, in order, including a delete of a key the
+   * copy does not hold (the consumer's tables may hold it all the same).
+   */
   async apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<Database>): Promise<ReplicaState> {
     const row = this.db
       .transaction((): ReplicaRow => {
