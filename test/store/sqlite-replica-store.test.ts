@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { addHash, bucketOf, rowHash } from '../../src/digest/row-hash.js'
-import { ApplyFailedError, ConflictError, NotAStoreError } from '../../src/errors.js'
+import { ApplyFailedError, BadRequestError, ConflictError, NotAStoreError } from '../../src/errors.js'
 import { StoredChange, StoredRow } from '../../src/protocol/encoded.js'
 import type { Change, Json, StateRow } from '../../src/protocol/types.js'
 import type { DigestLeaf } from '../../src/store/store.js'
@@ -414,18 +414,21 @@ describe('SqliteReplicaStore', () => {
     await store.close()
   })
 
-  it('keeps the digest equal to one recomputed from the rows, after any operations', async () => {
+  it('keeps the digest equal to one recomputed from the rows, and the hook’s projection equal to the copy, after any operations', async () => {
     const keyArb = fc.constantFrom('a', 'b', 'c', 'd', 'é', '\u{1f600}')
+    const bootstrapArb = fc.record({
+      rows: fc.array(fc.tuple(keyArb, fc.integer({ min: 0, max: 3 })), { maxLength: 6 }),
+      log: fc.array(fc.tuple(keyArb, fc.option(fc.integer({ min: 0, max: 3 }))), { maxLength: 4 }),
+      hook: fc.boolean(),
+    })
     const opArb = fc.oneof(
       fc.record({ kind: fc.constant('apply' as const), ops: fc.array(fc.tuple(keyArb, fc.option(fc.integer({ min: 0, max: 3 }))), { maxLength: 5 }) }),
-      fc.record({
-        kind: fc.constant('bootstrap' as const),
-        rows: fc.array(fc.tuple(keyArb, fc.integer({ min: 0, max: 3 })), { maxLength: 6 }),
-        log: fc.array(fc.tuple(keyArb, fc.option(fc.integer({ min: 0, max: 3 }))), { maxLength: 4 }),
-        hook: fc.boolean(),
-      }),
+      fc.record({ kind: fc.constant('bootstrap' as const), bootstrap: bootstrapArb }),
+      // Rebound to another source: the copy empties, and the next bootstrap's hook diff starts from the old one.
+      fc.record({ kind: fc.constant('rebind' as const), gc: fc.boolean(), bootstrap: bootstrapArb }),
       fc.record({ kind: fc.constant('gc' as const) }),
     )
+    type Copy = Map<string, [number, string]>
     const path = join(tmpDir(), 'replica.db')
     let run = 0
     await fc.assert(
@@ -434,8 +437,15 @@ describe('SqliteReplicaStore', () => {
         // Fold the digest's log into its leaves often, so that both halves of the digest are exercised.
         const store = SqliteReplicaStore.open(path, { digestFoldAt: 1 + (run % 7) })
         await store.claim(name, FEED, SOURCE)
-        // A model of the copy (key → [seq, data]) to check the rows too.
-        let model = new Map<string, [number, string]>()
+        // A model of the copy (key → [seq, data]), and the consumer's table that the hooks keep.
+        let model: Copy = new Map()
+        const projection: Copy = new Map()
+        let projectionKept = true
+        let hasCopy = false
+        const hook = (c: Change) => {
+          if (c.op === 'delete') projection.delete(c.key)
+          else projection.set(c.key, [c.seq, JSON.stringify(c.data)])
+        }
         let seq = 0
         // As at a real source, one (key, seq) is one version: the same data wherever it shows up.
         const versions = new Map<string, Json>()
@@ -444,44 +454,50 @@ describe('SqliteReplicaStore', () => {
           if (!versions.has(id)) versions.set(id, { v })
           return versions.get(id) as Json
         }
+        const bootstrap = async (op: { rows: Array<[string, number]>; log: Array<[string, number | null]>; hook: boolean }) => {
+          // Snapshot rows at seqs at or below s0 (unique keys, key order), then a log above s0.
+          const s0 = seq + 1
+          seq = s0
+          const rows = [...new Map(op.rows.map(([k, v]) => [k, v])).entries()]
+            .sort(([a], [b]) => compareUtf8(a, b))
+            .map(([key, v], i) => row(key, 1 + (i % s0), dataAt(key, 1 + (i % s0), v)))
+          const log = op.log.map(([key, v]) => (++seq, v === null ? del(seq, key) : up(seq, key, dataAt(key, seq, v))))
+          await store.beginBootstrap(name, `e${s0}`, s0)
+          await store.applyToBootstrap(name, log.slice(0, 2), log.slice(0, 2).at(-1)?.seq ?? s0)
+          await store.writeSnapshotChunk(name, rows, { afterKey: null, readHead: s0, done: true })
+          await store.applyToBootstrap(name, log, seq)
+          const next: Copy = new Map(rows.map((r) => [r.key, [r.seq, JSON.stringify(r.data)]]))
+          for (const c of log) {
+            if (c.op === 'delete') next.delete(c.key)
+            else next.set(c.key, [c.seq, JSON.stringify(c.data)])
+          }
+          await store.finishBootstrap(name, op.hook ? hook : undefined)
+          model = next
+          if (!op.hook) projectionKept = false
+          hasCopy = true
+        }
         try {
           for (const op of ops) {
             if (op.kind === 'apply') {
+              if (!hasCopy) {
+                await rejectsWith(store.apply(name, [up(seq + 1, 'a', 1)], seq + 1, hook), BadRequestError, /has no copy yet: bootstrap it/)
+                continue
+              }
               const changes = op.ops.map(([key, v]) => (++seq, v === null ? del(seq, key, seq) : up(seq, key, dataAt(key, seq, v), seq)))
-              await store.apply(name, changes, seq)
+              await store.apply(name, changes, seq, hook)
               for (const c of changes) {
                 if (c.op === 'delete') model.delete(c.key)
                 else model.set(c.key, [c.seq, JSON.stringify(c.data)])
               }
             } else if (op.kind === 'bootstrap') {
-              // Snapshot rows at seqs at or below s0 (unique keys, key order), then a log above s0.
-              const s0 = seq + 1
-              seq = s0
-              const rows = [...new Map(op.rows.map(([k, v]) => [k, v])).entries()]
-                .sort(([a], [b]) => compareUtf8(a, b))
-                .map(([key, v], i) => row(key, 1 + (i % s0), dataAt(key, 1 + (i % s0), v)))
-              const log = op.log.map(([key, v]) => (++seq, v === null ? del(seq, key) : up(seq, key, dataAt(key, seq, v))))
-              await store.beginBootstrap(name, `e${s0}`, s0)
-              await store.applyToBootstrap(name, log.slice(0, 2), log.slice(0, 2).at(-1)?.seq ?? s0)
-              await store.writeSnapshotChunk(name, rows, { afterKey: null, readHead: s0, done: true })
-              await store.applyToBootstrap(name, log, seq)
-              const next = new Map<string, [number, string]>(rows.map((r) => [r.key, [r.seq, JSON.stringify(r.data)]]))
-              for (const c of log) {
-                if (c.op === 'delete') next.delete(c.key)
-                else next.set(c.key, [c.seq, JSON.stringify(c.data)])
-              }
-              const projected = new Map(model)
-              await store.finishBootstrap(
-                name,
-                op.hook
-                  ? (c) => {
-                      if (c.op === 'delete') projected.delete(c.key)
-                      else projected.set(c.key, [c.seq, JSON.stringify(c.data)])
-                    }
-                  : undefined,
-              )
-              model = next
-              if (op.hook) assert.deepEqual(projected, model)
+              await bootstrap(op.bootstrap)
+            } else if (op.kind === 'rebind') {
+              const state = await store.claim(name, FEED, `${SOURCE}/${seq}`, { force: true })
+              assert.deepEqual([state.gen, state.keys, state.seq], [0, 0, 0])
+              assert.deepEqual(await store.rows(name, null, 10), [])
+              hasCopy = false
+              if (op.gc) await store.collectGarbage(name)
+              await bootstrap(op.bootstrap)
             } else {
               await store.collectGarbage(name)
             }
@@ -495,6 +511,7 @@ describe('SqliteReplicaStore', () => {
               rows.map((r) => [r.key, r.seq, (r as StoredRow).dataText]),
               [...model.entries()].sort(([a], [b]) => compareUtf8(a, b)).map(([k, [s, d]]) => [k, s, d]),
             )
+            if (projectionKept) assert.deepEqual(projection, model)
           }
         } finally {
           await store.close()
@@ -584,8 +601,9 @@ describe('SqliteReplicaStore', () => {
       await second.close()
     })
 
-    it('refuses another feed or source unless forced; forcing rebinds, and the old copy goes at the next swap', async () => {
+    it('refuses another feed or source unless forced; forcing rebinds to an empty copy, and the hook moves from the old one', async () => {
       const store = await claimed()
+      await bootstrap(store, [row('a', 1, 1), row('b', 1, 2)], 1)
       await bootstrap(store, [row('a', 1, 1), row('b', 1, 2)], 1)
       await rejectsWith(
         store.claim(FEED, 'orders', SOURCE),
@@ -595,15 +613,21 @@ describe('SqliteReplicaStore', () => {
       await rejectsWith(store.claim(FEED, FEED, 'http://other.test'), ConflictError, /not feed "customers" from http:\/\/other\.test/)
       const rebound = await store.claim(FEED, FEED, 'http://other.test', { force: true })
       assert.equal(rebound.source, 'http://other.test')
-      assert.equal(rebound.epoch, null)
-      assert.equal(rebound.seq, 0)
+      assert.deepEqual([rebound.epoch, rebound.seq, rebound.gen, rebound.keys, rebound.bootstrap], [null, 0, 0, 0, null])
+      assert.deepEqual(await store.rows(FEED, null, 10), [])
+      // The generation the consumer's tables reflect stays for the next swap's diff; the older one goes.
+      assert.equal(await store.collectGarbage(FEED), 2)
+      await store.claim(FEED, FEED, 'http://third.test', { force: true })
       const seen: string[] = []
       const state = await bootstrap(store, [row('b', 7, 2), row('c', 8, 3)], 9, (c) => {
         seen.push(`${c.op} ${c.key}`)
       })
       assert.deepEqual(seen, ['delete a', 'upsert b', 'upsert c'])
       assert.equal(state.seq, 9)
+      assert.equal(state.gen, 3)
       assert.deepEqual(await allRows(store), [['b', 7, 2], ['c', 8, 3]])
+      assert.equal(await store.collectGarbage(FEED), 2)
+      assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
       await store.close()
     })
 

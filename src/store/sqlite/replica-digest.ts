@@ -67,8 +67,8 @@ export class ReplicaDigest {
       dropLog: db.prepare('DELETE FROM tidemark_replica_digest_log WHERE id <= ?'),
       dropGenLeaves: db.prepare('DELETE FROM tidemark_replica_digest WHERE name = ? AND gen = ?'),
       dropGenLog: db.prepare('DELETE FROM tidemark_replica_digest_log WHERE name = ? AND gen = ?'),
-      dropOtherLeaves: db.prepare('DELETE FROM tidemark_replica_digest WHERE name = ? AND gen NOT IN (?, ?)'),
-      dropOtherLog: db.prepare('DELETE FROM tidemark_replica_digest_log WHERE name = ? AND gen NOT IN (?, ?)'),
+      dropOtherLeaves: db.prepare('DELETE FROM tidemark_replica_digest WHERE name = ? AND gen NOT IN (SELECT value FROM json_each(?))'),
+      dropOtherLog: db.prepare('DELETE FROM tidemark_replica_digest_log WHERE name = ? AND gen NOT IN (SELECT value FROM json_each(?))'),
     }
     // Blob lengths come from the records' headers: this reads no delta.
     const bytes = db.prepare('SELECT coalesce(sum(length(deltas)), 0) FROM tidemark_replica_digest_log').pluck().get() as number
@@ -124,10 +124,10 @@ export class ReplicaDigest {
     this.s.dropGenLog.run(name, gen)
   }
 
-  /** Drops every generation of `name` but the two kept. */
-  dropAllBut(name: string, keep: number, alsoKeep: number): void {
-    this.s.dropOtherLeaves.run(name, keep, alsoKeep)
-    this.s.dropOtherLog.run(name, keep, alsoKeep)
+  /** Drops every generation of `name` but those kept. */
+  dropAllBut(name: string, keep: number[]): void {
+    this.s.dropOtherLeaves.run(name, JSON.stringify(keep))
+    this.s.dropOtherLog.run(name, JSON.stringify(keep))
   }
 
   private load(name: string, gen: number): LeafTable {

@@ -10,7 +10,9 @@ import { NotAStoreError, StoreUnavailableError } from '../../errors.js'
  * - tidemark_replica_replicas: one row per replica (by name): what it copies (feed, source), its
  *   checkpoint (epoch, seq) and current generation, the bootstrap in progress (JSON of
  *   BootstrapProgress, NULL when none, and the live rows of its generation so far), lag
- *   bookkeeping, and the lease of the process that writes it.
+ *   bookkeeping, and the lease of the process that writes it. `previous_gen` is set when a forced
+ *   rebind emptied the copy: the generation the consumer's own tables still reflect, kept until the
+ *   next swap so that its hook diff starts from there.
  * - tidemark_replica_rows: every generation's rows. A bootstrap builds a new generation beside the
  *   current one, and the swap is one update of `gen`. `data` is the JSON text exactly as the source
  *   sent it; NULL is a tombstone (kept while bootstrapping, so that an older snapshot row cannot
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS tidemark_replica_replicas (
   keys INTEGER NOT NULL DEFAULT 0,
   bootstrap TEXT,
   bootstrap_keys INTEGER NOT NULL DEFAULT 0,
+  previous_gen INTEGER,
   applied_at INTEGER,
   source_head INTEGER NOT NULL DEFAULT 0,
   source_head_at INTEGER,

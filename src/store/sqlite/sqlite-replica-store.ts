@@ -39,6 +39,7 @@ interface ReplicaRow {
   keys: number
   bootstrap: string | null
   bootstrap_keys: number
+  previous_gen: number | null
   applied_at: number | null
   source_head: number
   source_head_at: number | null
@@ -155,8 +156,9 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
                 'use another replica name, or force the claim to rebind it (it will re-bootstrap)',
             )
           }
-          // The old copy stays current (and readable) until the new bootstrap's swap, whose diff
-          // then moves the consumer's tables from the old source's state to the new one's.
+          // The copy is emptied (generation 0: the replicator bootstraps afresh). Its old generation
+          // stays until the new one is swapped in: the hook's diff starts from it, so the consumer's
+          // tables move from the old source's state to the new one's at once.
           this.stmt.rebind.run(feed, source, name)
           this.logger.warn({ replica: name, feed, source, was: { feed: r.feed, source: r.source } }, `replica "${name}" rebound from ${bound} to feed "${feed}" from ${source}: it will re-bootstrap`)
         }
@@ -225,7 +227,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         const r = this.owned(name)
         const s = this.stmt
         // A new generation above every one present, garbage included: it starts empty.
-        const gen = Math.max(r.gen, progressOf(r)?.gen ?? 0, (s.maxRowGen.get(name) as number | undefined) ?? 0) + 1
+        const gen = Math.max(r.gen, progressOf(r)?.gen ?? 0, r.previous_gen ?? 0, (s.maxRowGen.get(name) as number | undefined) ?? 0) + 1
         s.deleteGenRows.run(name, gen)
         this.digest.dropGen(name, gen)
         const progress: BootstrapProgress = {
@@ -295,7 +297,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
               `log applied to ${p.seq} of at least ${p.readHead}): finish copying before making it current`,
           )
         }
-        if (hook) this.diff(name, r.gen, p, hook)
+        if (hook) this.diff(name, r.gen === 0 ? (r.previous_gen ?? 0) : r.gen, p, hook)
         const now = this.clock()
         return this.stmt.swap.get(p.gen, p.epoch, p.seq, now, p.seq, p.seq, now, name) as ReplicaRow
       })
@@ -347,13 +349,13 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   /** Deletes up to GC_CHUNK rows of one generation that is neither current nor being built. */
   private collectStep(name: string): number {
     const r = this.owned(name)
-    const keep = [r.gen, progressOf(r)?.gen ?? r.gen]
+    const keep = [r.gen, progressOf(r)?.gen ?? r.gen, r.previous_gen ?? r.gen]
     const s = this.stmt
     let gen = -1
     for (;;) {
       const next = s.nextRowGen.get(name, gen) as number | undefined
       if (next === undefined) {
-        this.digest.dropAllBut(name, r.gen, keep[1] as number)
+        this.digest.dropAllBut(name, keep)
         return 0
       }
       gen = next
@@ -370,12 +372,17 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
 
   /**
    * The hook runs for every change above the checkpoint, in order, including a delete of a key the
-   * copy does not hold (the consumer's tables may hold it all the same).
+   * copy does not hold (the consumer's tables may hold it all the same). A replica without a copy
+   * (never bootstrapped, or rebound to another source) is refused: it must bootstrap first.
    */
   async apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<Database>): Promise<ReplicaState> {
     const row = this.db
       .transaction((): ReplicaRow => {
         const r = this.owned(name)
+        if (r.gen === 0) {
+          // Generation 0 stays empty: "no copy" is what tells a replicator to bootstrap.
+          throw new BadRequestError(`replica "${name}" in ${this.location} has no copy yet: bootstrap it before applying changes`)
+        }
         // Rows of the current generation are all at or below the checkpoint, so every change above
         // it wins; a delete removes the row outright (no tombstone is needed from here on).
         const w = new GenWriter(this.stmt, this.digest, this.deltas, name, r.gen, false)
@@ -486,7 +493,8 @@ function prepare(db: Database) {
     ),
     setOwner: db.prepare(`UPDATE ${R} SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?`),
     rebind: db.prepare(
-      `UPDATE ${R} SET feed = ?, source = ?, epoch = NULL, seq = 0, bootstrap = NULL, bootstrap_keys = 0,
+      `UPDATE ${R} SET feed = ?, source = ?, epoch = NULL, seq = 0, gen = 0, keys = 0, bootstrap = NULL, bootstrap_keys = 0,
+         previous_gen = CASE WHEN gen > 0 THEN gen ELSE previous_gen END,
          source_head = 0, source_head_at = NULL, behind_since = NULL WHERE name = ?`,
     ),
     renew: db.prepare(`UPDATE ${R} SET owner_expires = ? WHERE name = ? AND owner_id = ?`),
@@ -501,7 +509,7 @@ function prepare(db: Database) {
        WHERE name = ? RETURNING *`,
     ),
     swap: db.prepare(
-      `UPDATE ${R} SET gen = ?, epoch = ?, seq = ?, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, applied_at = ?, source_head = max(source_head, ?),
+      `UPDATE ${R} SET gen = ?, epoch = ?, seq = ?, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, previous_gen = NULL, applied_at = ?, source_head = max(source_head, ?),
          behind_since = CASE WHEN ? >= source_head THEN NULL ELSE coalesce(behind_since, ?) END
        WHERE name = ? RETURNING *`,
     ),
