@@ -165,6 +165,9 @@ export class Replica<Tx = unknown> {
   async caughtUp(seq?: Seq, signal?: AbortSignal): Promise<Seq> {
     const target = seq ?? (await this.source.info(this.feed, signal)).head
     if (this.checkpoint >= target && this.machine.phase !== 'bootstrapping' && this.epoch !== null) return this.checkpoint
+    if (!this.running) {
+      throw new ConflictError(`replica ${this.name} is ${this.machine.phase} at ${this.checkpoint}, short of ${target}: run() it first${this.lastError ? ` (last error: ${this.lastError})` : ''}`)
+    }
     return new Promise<Seq>((resolve, reject) => {
       const waiter = { seq: target, resolve: () => resolve(this.checkpoint), reject }
       this.waiters.push(waiter)
@@ -227,8 +230,13 @@ export class Replica<Tx = unknown> {
   /** Decides what an error means: re-bootstrap, retry after a pause, or stop for good. */
   private async recover(error: unknown, signal: AbortSignal): Promise<void> {
     if (error instanceof ApplyFailedError || error instanceof ConflictError || error instanceof NotAStoreError) throw error
+    // Retrying cannot fix a refused token or a feed that does not exist: say so and stop.
+    if (error instanceof TidemarkError && (error.code === 'unauthorized' || error.code === 'forbidden' || error.code === 'unknown-feed')) throw error
     if (error instanceof EpochChangedError || error instanceof HistoryRewoundError) {
       this.logger.warn({ replica: this.name, err: error.message }, error.message)
+      // A source whose history keeps moving under a bootstrap: start again, but not in a tight loop.
+      if (this.machine.phase === 'bootstrapping') await this.backoff.sleep(this.backoff.next(), signal).catch(() => {})
+      if (signal.aborted) return
       await this.restartBootstrap(signal, error.message)
       return
     }
@@ -303,6 +311,12 @@ export class Replica<Tx = unknown> {
   /** Live: apply deliveries that follow on; pull from the log for anything else. */
   private async follow(signal: AbortSignal): Promise<void> {
     const epoch = this.epoch as string
+    signal.throwIfAborted()
+    // Learn the head now: a replica already at it is live at once, not after the first long-poll.
+    const info = await this.source.info(this.feed, signal)
+    if (info.epoch !== epoch) throw new EpochChangedError(this.feed, epoch, info.epoch)
+    if (info.head < this.checkpoint) throw new HistoryRewoundError(this.feed, info.head, this.checkpoint)
+    this.sourceHead = Math.max(this.sourceHead, info.head)
     const inner = new AbortController()
     const onAbort = (): void => inner.abort(signal.reason)
     signal.addEventListener('abort', onAbort, { once: true })
@@ -325,7 +339,15 @@ export class Replica<Tx = unknown> {
         })
         .catch(() => {})
     }, headCheckMs)
-    headCheck.unref()
+    // Not unref'd: a running replica keeps its process alive, like a server's socket does.
+    let headNotedAt = 0
+    const noteHead = async (head: Seq): Promise<void> => {
+      // Lag is shown by `tidemark status`: record the head at most once a second.
+      if (this.now() - headNotedAt < 1000) return
+      headNotedAt = this.now()
+      await this.store.noteSourceHead(this.name, head)
+    }
+    this.updateFollowPhase()
     try {
       for await (const delivery of this.transport.subscribe(this.feed, { epoch, position: () => this.checkpoint, signal: inner.signal })) {
         this.connected = true
@@ -343,26 +365,23 @@ export class Replica<Tx = unknown> {
           await this.pullFromLog(epoch, plan.highest, inner.signal)
         }
         await delivery.ack?.()
+        await noteHead(Math.max(this.sourceHead, this.checkpoint))
         if (this.checkpoint !== lastProgress.seq) lastProgress = { seq: this.checkpoint, at: this.now() }
-        const atHead = this.checkpoint >= this.sourceHead
-        if (atHead && this.machine.phase !== 'live') this.machine.to('live', `at head ${this.checkpoint}`)
-        else if (!atHead && this.machine.phase === 'live' && this.sourceHead - this.checkpoint > (this.options.catchUpThreshold ?? 10_000)) {
-          this.machine.to('catching-up', `${this.sourceHead - this.checkpoint} changes behind`)
-        }
+        this.updateFollowPhase()
       }
+      if (!inner.signal.aborted) throw new TidemarkError('store-unavailable', `the ${this.transport.name} transport ended by itself`)
     } catch (error) {
-      const reason = inner.signal.reason as unknown
-      if (!signal.aborted && inner.signal.aborted && reason instanceof StallError) {
-        await this.pullFromLog(epoch, this.sourceHead, signal)
-        return
-      }
-      if (!signal.aborted && inner.signal.aborted && reason instanceof TidemarkError) throw reason
-      throw error
+      if (signal.aborted || !inner.signal.aborted) throw error
     } finally {
       clearInterval(headCheck)
       signal.removeEventListener('abort', onAbort)
       inner.abort()
     }
+    // The subscription was cut from inside (whether the transport threw or simply ended).
+    const reason = inner.signal.reason as unknown
+    if (signal.aborted) return
+    if (reason instanceof StallError) await this.pullFromLog(epoch, this.sourceHead, signal)
+    else if (reason instanceof TidemarkError) throw reason
   }
 
   /** Pulls whole transactions from the log until the checkpoint reaches `target` (or the head). */
@@ -381,7 +400,17 @@ export class Replica<Tx = unknown> {
   private async applyChanges(changes: Parameters<ReplicaStore<Tx>['apply']>[1], upTo: Seq): Promise<void> {
     const state = await this.store.apply(this.name, changes, upTo, this.options.apply)
     this.adopt(state)
+    this.updateFollowPhase()
     this.settleWaiters()
+  }
+
+  /** live at the head; back to catching-up when it falls far behind. */
+  private updateFollowPhase(): void {
+    const phase = this.machine.phase
+    if (phase !== 'catching-up' && phase !== 'live') return
+    const behind = this.sourceHead - this.checkpoint
+    if (behind <= 0 && phase !== 'live') this.machine.to('live', `at head ${this.checkpoint}`)
+    else if (phase === 'live' && behind > (this.options.catchUpThreshold ?? 10_000)) this.machine.to('catching-up', `${behind} changes behind`)
   }
 
   private adopt(state: ReplicaState): void {
