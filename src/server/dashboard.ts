@@ -63,7 +63,7 @@ function render(feeds) {
       d.appendChild(lag);
     }
     cell(row, f.epoch);
-    cell(row, f.tracked ? f.tracked.table + " (key " + f.tracked.keyColumn + ")" : "—");
+    cell(row, f.tracked ? f.tracked.table + " (key " + f.tracked.keyColumn + ")" + (f.tracked.active ? "" : ", untracked") : "—");
     body.appendChild(row);
   }
   if (feeds.length === 0) {

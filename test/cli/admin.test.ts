@@ -42,7 +42,7 @@ describe('tidemark feeds, track, untrack, reset-epoch, retention', () => {
     const people = feeds.find((f) => f.name === 'people')
     assert.deepEqual(
       { head: people?.head, keys: people?.keys, digestSeq: people?.digestSeq, retention: people?.retention, tracked: people?.tracked },
-      { head: 5, keys: 2, digestSeq: 5, retention: { ageMs: 7 * 86_400_000 }, tracked: { table: 'customers', keyColumn: 'id', columns: ['id', 'name'] } },
+      { head: 5, keys: 2, digestSeq: 5, retention: { ageMs: 7 * 86_400_000 }, tracked: { table: 'customers', keyColumn: 'id', columns: ['id', 'name'], active: true } },
     )
     assert.deepEqual(
       ok(dumped!).map((l) => JSON.parse(l) as { key: string; op: string }).map((c) => [c.key, c.op]),
@@ -75,7 +75,7 @@ describe('tidemark feeds, track, untrack, reset-epoch, retention', () => {
       'feed "people" no longer captures table "customers": later writes to the table are not in the feed',
     ])
     const after = JSON.parse((await tidemark(['feeds', db, '--json'])).stdout) as FeedInfo[]
-    assert.equal(after.find((f) => f.name === 'people')?.tracked, undefined)
+    assert.equal(after.find((f) => f.name === 'people')?.tracked?.active, false)
     assert.equal(after.find((f) => f.name === 'people')?.epoch, m[2])
   })
 

@@ -4,7 +4,7 @@
  * Both sides parse every change's JSON, as a replica must before it can apply it.
  */
 import Database from 'better-sqlite3'
-import { migrate, OP_UPSERT } from '../../store/sqlite/schema.js'
+import { migrate } from '../../store/sqlite/schema.js'
 import { SqliteSource } from '../../store/sqlite/sqlite-source.js'
 import { fileURLToPath } from 'node:url'
 import { gc, median, prng, runNodeChild, timeMs, timeSyncMs, type TempDirs } from '../harness.js'
@@ -25,7 +25,6 @@ export function fillFeed(path: string, feed: string, count: number): number {
   const source = new SqliteSource(db)
   try {
     const writer = source.feed(feed)
-    db.exec('DROP TRIGGER tidemark_changes_to_state')
     const rand = prng(1)
     let nextId = 1
     const write = db.transaction((n: number) => {
@@ -37,12 +36,6 @@ export function fillFeed(path: string, feed: string, count: number): number {
     const ms = timeSyncMs(() => {
       for (let done = 0; done < count; done += 1000) write(Math.min(1000, count - done))
     })
-    // SQLite takes a bare column of a max() aggregate from the row holding the max: each key's latest change.
-    db.prepare(
-      `INSERT INTO tidemark_state (feed, key, seq, data)
-       SELECT feed, key, max(seq), CASE op WHEN ${OP_UPSERT} THEN data END FROM tidemark_changes WHERE feed = ? GROUP BY key
-       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data`,
-    ).run(feed)
     migrate(db)
     db.pragma('wal_checkpoint(TRUNCATE)')
     return count / (ms / 1000)

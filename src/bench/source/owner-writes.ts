@@ -95,10 +95,6 @@ function apiWriter(owner: OwnerTable, source: SqliteSource, feed: SqliteFeedWrit
   }
 }
 
-const dropStateTrigger = (db: Db): void => {
-  db.exec('DROP TRIGGER tidemark_changes_to_state')
-}
-
 export const VARIANTS: Variant[] = [
   {
     name: 'plain',
@@ -115,18 +111,6 @@ export const VARIANTS: Variant[] = [
       const source = new SqliteSource(owner.db)
       const feed = source.feed(FEED)
       owner.fill(initial, (row) => feed.put(String(row.id), row))
-      return apiWriter(owner, source, feed)
-    },
-  },
-  {
-    name: 'API − state trigger',
-    breakdown: true,
-    async open(path, initial) {
-      const owner = OwnerTable.open(path)
-      const source = new SqliteSource(owner.db)
-      const feed = source.feed(FEED)
-      owner.fill(initial, (row) => feed.put(String(row.id), row))
-      dropStateTrigger(owner.db)
       return apiWriter(owner, source, feed)
     },
   },
@@ -151,18 +135,6 @@ export const VARIANTS: Variant[] = [
       owner.fill(initial)
       const store = SqliteSourceStore.open(path)
       await store.track({ table: 'customers', keyColumn: 'id', feed: FEED })
-      return plainWriter(owner, () => store.close())
-    },
-  },
-  {
-    name: 'capture − state trigger',
-    breakdown: true,
-    async open(path, initial) {
-      const owner = OwnerTable.open(path)
-      owner.fill(initial)
-      const store = SqliteSourceStore.open(path)
-      await store.track({ table: 'customers', keyColumn: 'id', feed: FEED })
-      dropStateTrigger(owner.db)
       return plainWriter(owner, () => store.close())
     },
   },

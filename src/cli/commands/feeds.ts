@@ -40,7 +40,7 @@ function table(feeds: FeedInfo[]): string[] {
     String(f.keys),
     String(f.digestSeq),
     formatRetention(f.retention),
-    f.tracked ? `${f.tracked.table}.${f.tracked.keyColumn}` : '-',
+    f.tracked ? `${f.tracked.table}.${f.tracked.keyColumn}${f.tracked.active ? '' : ' (untracked)'}` : '-',
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)))
   const format = (cells: string[]): string =>

@@ -51,7 +51,8 @@ export function tableColumns(db: Database, table: string): Array<{ name: string;
   return db.prepare('SELECT name, type FROM pragma_table_info(?)').all(table) as Array<{ name: string; type: string }>
 }
 
-export function installCapture(db: Database, options: TrackOptions): { feed: string; captured: number } {
+/** `catchUp` brings the feed's state up to its head (the indexer), inside the capture's transaction. */
+export function installCapture(db: Database, options: TrackOptions, catchUp: (feed: string) => void): { feed: string; captured: number } {
   const feed = checkFeedName(options.feed ?? options.table)
   const columns = tableColumns(db, options.table)
   if (columns.length === 0) throw new BadRequestError(`no table "${options.table}" in this database`)
@@ -107,6 +108,7 @@ END;`)
       let head = (db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck().get(feed) as number) ?? 0
       const txStart = head + 1
       if (previous) {
+        catchUp(feed)
         const gone = db
           .prepare(
             `INSERT INTO tidemark_changes (feed, seq, key, op, data, txs, ts)

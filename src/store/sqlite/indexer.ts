@@ -3,16 +3,17 @@ import { addHash, bucketOf, bufferToHash, hashToBuffer, rowHash, subHash } from 
 import { OP_UPSERT } from './schema.js'
 
 /**
- * Folds the log into the digest, in seq order, a chunk per short write transaction: the owner's
- * write path stays as small as a few inserts (no hashing in the owner's transaction, which a
- * trigger fired by the `sqlite3` shell could not do anyway), and the digest of a feed is exact as
- * of its `digest_seq`. Retention runs here too, never dropping a change the digest has not seen.
+ * Folds the log into the state and the digest, in seq order, a chunk per short write transaction:
+ * the owner's write path stays one head bump and one log insert per change (no second table, no
+ * hashing — which a trigger fired by the `sqlite3` shell could not do anyway), and a feed's state
+ * and digest are exact as of its `digest_seq`. Readers of the state (snapshot, rows, digest) catch
+ * the indexer up first. Retention runs here too, never dropping a change the indexer has not seen.
  */
 export class Indexer {
   private readonly feedRow: Statement
   private readonly changesAfter: Statement
   private readonly readDhash: Statement
-  private readonly writeDhash: Statement
+  private readonly writeState: Statement
   private readonly readBucket: Statement
   private readonly writeBucket: Statement
   private readonly advance: Statement
@@ -28,7 +29,10 @@ export class Indexer {
       'SELECT seq, key, op, data FROM tidemark_changes WHERE feed = ? AND seq > ? ORDER BY seq LIMIT ?',
     )
     this.readDhash = db.prepare('SELECT dhash FROM tidemark_state WHERE feed = ? AND key = ?').pluck()
-    this.writeDhash = db.prepare('UPDATE tidemark_state SET dhash = ? WHERE feed = ? AND key = ?')
+    this.writeState = db.prepare(
+      `INSERT INTO tidemark_state (feed, key, seq, data, dhash) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash`,
+    )
     this.readBucket = db.prepare('SELECT count, sum FROM tidemark_digest WHERE feed = ? AND bucket = ?')
     this.writeBucket = db.prepare(
       `INSERT INTO tidemark_digest (feed, bucket, count, sum) VALUES (?, ?, ?, ?)
@@ -57,7 +61,9 @@ export class Indexer {
       if ((rows[0] as ChangeRow).seq !== f.digestSeq + 1) {
         throw new Error(`feed "${feed}": the log has no change ${f.digestSeq + 1} to digest (it starts at ${rows[0]?.seq})`)
       }
+      // Per key, the hash the digest holds and the key's latest version in this chunk.
       const digested = new Map<string, bigint | null>()
+      const latest = new Map<string, ChangeRow>()
       const deltas = new Map<number, { count: number; sum: bigint; neg: bigint }>()
       let keysDelta = 0
       for (const r of rows) {
@@ -79,8 +85,12 @@ export class Indexer {
           }
         }
         digested.set(r.key, next)
+        latest.set(r.key, r)
       }
-      for (const [key, h] of digested) this.writeDhash.run(h === null ? null : hashToBuffer(h), feed, key)
+      for (const [key, r] of latest) {
+        const h = digested.get(key) ?? null
+        this.writeState.run(feed, key, r.seq, r.op === OP_UPSERT ? r.data : null, h === null ? null : hashToBuffer(h))
+      }
       for (const [bucket, d] of deltas) {
         const cur = this.readBucket.get(feed, bucket) as { count: number; sum: Buffer } | undefined
         let sum = cur ? bufferToHash(cur.sum) : 0n

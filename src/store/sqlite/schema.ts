@@ -6,11 +6,12 @@ import type { Database } from 'better-sqlite3'
  *
  * - tidemark_changes: the log. `txs` is the seq of the first change of the source transaction
  *   (NULL when the writer could not tell: each such change is its own transaction).
- * - tidemark_state: each key's latest version; `data` NULL is a tombstone. `dhash` is the row hash
- *   the digest currently holds for the key: only the indexer writes it.
+ * - tidemark_state: each key's latest version as of the feed's digest_seq, folded in from the log by
+ *   the indexer (not in the owner's transaction); `data` NULL is a tombstone; `dhash` is the row
+ *   hash the digest holds for the key.
  * - tidemark_digest: per leaf bucket, count and sum (16 bytes, big-endian) as of the feed's digest_seq.
  */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tidemark_meta (
@@ -54,11 +55,15 @@ CREATE TABLE IF NOT EXISTS tidemark_digest (
   sum BLOB NOT NULL,
   PRIMARY KEY (feed, bucket)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS tidemark_changes_to_state AFTER INSERT ON tidemark_changes BEGIN
-  INSERT INTO tidemark_state (feed, key, seq, data) VALUES (NEW.feed, NEW.key, NEW.seq, CASE NEW.op WHEN 1 THEN NEW.data END)
-  ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data;
-END;
 `
+
+/**
+ * Schema 1 kept the state table up to date with a trigger on the log, in the owner's transaction;
+ * that doubled the owner's write cost. From schema 2 the indexer folds the log into the state too.
+ */
+const UPGRADES: Record<number, string> = {
+  2: 'DROP TRIGGER IF EXISTS tidemark_changes_to_state;',
+}
 
 /** The SQL expression for "now" in ms since the Unix epoch, valid on any SQLite ≥ 3.8. */
 export const NOW_MS_SQL = `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`
@@ -75,6 +80,7 @@ export function migrate(db: Database): void {
     if (version > SCHEMA_VERSION) {
       throw new Error(`this database has tidemark schema ${version}; this tidemark knows up to ${SCHEMA_VERSION}: upgrade tidemark`)
     }
+    for (let v = Math.max(version, 1) + 1; v <= SCHEMA_VERSION; v++) if (UPGRADES[v]) db.exec(UPGRADES[v] as string)
     db.prepare(`INSERT OR REPLACE INTO tidemark_meta (name, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
     db.exec('COMMIT')
   } catch (error) {

@@ -76,6 +76,7 @@ export class SqliteSourceStore implements SourceStore {
     snapshot: Statement
     row: Statement
     head: Statement
+    stateSeq: Statement
   }
 
   static open(path: string, options: SqliteSourceStoreOptions = {}): SqliteSourceStore {
@@ -107,6 +108,7 @@ export class SqliteSourceStore implements SourceStore {
       ),
       row: db.prepare('SELECT key, seq, data FROM tidemark_state WHERE feed = ? AND key = ?'),
       head: db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck(),
+      stateSeq: db.prepare('SELECT digest_seq FROM tidemark_feeds WHERE name = ?').pluck(),
     }
     this.marks = new RestoreMarks(db, db.memory ? undefined : `${db.name}-tidemark.json`)
     for (const feed of this.marks.check()) {
@@ -256,8 +258,11 @@ export class SqliteSourceStore implements SourceStore {
 
   async snapshot(feed: string, after: string | null, limit: number): Promise<SnapshotChunk> {
     this.feedRow(feed)
+    // The state is exact as of digest_seq: bring it up to the head read before this call, so that a
+    // bootstrap that remembered that head gets rows at least that recent.
+    this.indexer.catchUp(feed)
     return this.db.transaction(() => {
-      const head = this.stmt.head.get(feed) as number
+      const head = this.stmt.stateSeq.get(feed) as number
       const rows = (this.stmt.snapshot.all(feed, after ?? '', limit + 1) as Array<{ key: string; seq: number; data: string }>).map(
         (r) => new StoredRow(r.key, r.seq, r.data),
       )
@@ -269,8 +274,9 @@ export class SqliteSourceStore implements SourceStore {
 
   async rows(feed: string, keys: string[]): Promise<{ head: Seq; rows: StoredRow[] }> {
     this.feedRow(feed)
+    this.indexer.catchUp(feed)
     return this.db.transaction(() => {
-      const head = this.stmt.head.get(feed) as number
+      const head = this.stmt.stateSeq.get(feed) as number
       const rows: StoredRow[] = []
       for (const key of keys) {
         const r = this.stmt.row.get(feed, key) as { key: string; seq: number; data: string | null } | undefined
@@ -298,7 +304,7 @@ export class SqliteSourceStore implements SourceStore {
 
   async track(options: TrackOptions): Promise<FeedInfo> {
     checkRetention(options)
-    const { feed, captured } = installCapture(this.db, options)
+    const { feed, captured } = installCapture(this.db, options, (name) => this.indexer.catchUp(name))
     this.logger.info({ feed, table: options.table, captured }, `capturing table "${options.table}" into feed "${feed}"`)
     this.watcher.notify()
     return this.getFeed(feed)
