@@ -26,8 +26,11 @@ export interface Variant {
   name: string
   /** Set for variants that explain the cost of another rather than stand as a figure of their own. */
   breakdown?: boolean
-  open(path: string, initial: Customer[]): Promise<OwnerWriter>
+  open(path: string, initial: Customer[], synchronous: Synchronous): Promise<OwnerWriter>
 }
+
+/** SQLite's durability setting on the owner's connection: NORMAL (WAL's usual) or FULL (fsync at every commit, SQLite's default). */
+export type Synchronous = 'NORMAL' | 'FULL'
 
 /** The owner's own statements, shared by every variant. */
 class OwnerTable {
@@ -39,9 +42,10 @@ class OwnerTable {
     this.update = db.prepare('UPDATE customers SET balance = ?, updated_at = ? WHERE id = ?')
   }
 
-  static open(path: string): OwnerTable {
+  static open(path: string, synchronous: Synchronous): OwnerTable {
     const db = new Database(path)
     ownerPragmas(db)
+    db.pragma(`synchronous = ${synchronous}`)
     db.exec(CUSTOMERS_DDL)
     return new OwnerTable(db)
   }
@@ -98,16 +102,16 @@ function apiWriter(owner: OwnerTable, source: SqliteSource, feed: SqliteFeedWrit
 export const VARIANTS: Variant[] = [
   {
     name: 'plain',
-    async open(path, initial) {
-      const owner = OwnerTable.open(path)
+    async open(path, initial, synchronous) {
+      const owner = OwnerTable.open(path, synchronous)
       owner.fill(initial)
       return plainWriter(owner)
     },
   },
   {
     name: 'library API',
-    async open(path, initial) {
-      const owner = OwnerTable.open(path)
+    async open(path, initial, synchronous) {
+      const owner = OwnerTable.open(path, synchronous)
       const source = new SqliteSource(owner.db)
       const feed = source.feed(FEED)
       owner.fill(initial, (row) => feed.put(String(row.id), row))
@@ -119,8 +123,8 @@ export const VARIANTS: Variant[] = [
     // connection, once per put: this variant skips that read (its changes carry no tx).
     name: 'API − committed-head read',
     breakdown: true,
-    async open(path, initial) {
-      const owner = OwnerTable.open(path)
+    async open(path, initial, synchronous) {
+      const owner = OwnerTable.open(path, synchronous)
       const source = new SqliteSource(owner.db)
       source.feed(FEED)
       const feed = new SqliteFeedWriter(owner.db, FEED, () => undefined)
@@ -130,8 +134,8 @@ export const VARIANTS: Variant[] = [
   },
   {
     name: 'table capture',
-    async open(path, initial) {
-      const owner = OwnerTable.open(path)
+    async open(path, initial, synchronous) {
+      const owner = OwnerTable.open(path, synchronous)
       owner.fill(initial)
       const store = SqliteSourceStore.open(path)
       await store.track({ table: 'customers', keyColumn: 'id', feed: FEED })
@@ -143,8 +147,8 @@ export const VARIANTS: Variant[] = [
     // update every change makes, without the log and state inserts.
     name: 'capture: head bump only',
     breakdown: true,
-    async open(path, initial) {
-      const owner = OwnerTable.open(path)
+    async open(path, initial, synchronous) {
+      const owner = OwnerTable.open(path, synchronous)
       owner.fill(initial)
       const store = SqliteSourceStore.open(path)
       await store.ensureFeed(FEED)
@@ -166,6 +170,10 @@ export interface OwnerWritesOptions {
   rowsPerRun: (txSize: number) => number
   rounds: number
   initialRows: number
+  /** Default NORMAL. */
+  synchronous?: Synchronous
+  /** Only these variants (default: all). */
+  variants?: string[]
   signal: AbortSignal
   log: (message: string) => void
 }
@@ -180,12 +188,14 @@ export type OwnerWriteRates = Map<number, Map<string, number>>
  */
 export async function measureOwnerWrites(options: OwnerWritesOptions): Promise<OwnerWriteRates> {
   const rates: OwnerWriteRates = new Map()
+  const variants = VARIANTS.filter((v) => !options.variants || options.variants.includes(v.name))
+  const sync = options.synchronous ?? 'NORMAL'
   for (const txSize of options.txSizes) {
     const workload = new OwnerWorkload(txSize)
     const initial = workload.initial(options.initialRows)
     const writers = new Map<string, OwnerWriter>()
-    for (const v of VARIANTS) writers.set(v.name, await v.open(join(options.dir, `owner-${txSize}-${writers.size}.db`), initial))
-    const samples = new Map<string, number[]>(VARIANTS.map((v) => [v.name, []]))
+    for (const v of variants) writers.set(v.name, await v.open(join(options.dir, `owner-${sync}-${txSize}-${writers.size}.db`), initial, sync))
+    const samples = new Map<string, number[]>(variants.map((v) => [v.name, []]))
     try {
       const txCount = Math.max(1, Math.round(options.rowsPerRun(txSize) / txSize))
       // One untimed pass: statements prepared, caches and files warm.
@@ -194,7 +204,7 @@ export async function measureOwnerWrites(options: OwnerWritesOptions): Promise<O
       for (let round = 0; round < options.rounds; round++) {
         options.signal.throwIfAborted()
         const txs = workload.transactions(txCount, txSize)
-        const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length] as Variant)
+        const order = variants.map((_, i) => variants[(i + round) % variants.length] as Variant)
         for (const v of order) {
           gc()
           const ms = timeSyncMs(() => (writers.get(v.name) as OwnerWriter).run(txs))
@@ -207,7 +217,7 @@ export async function measureOwnerWrites(options: OwnerWritesOptions): Promise<O
     rates.set(txSize, new Map([...samples].map(([name, xs]) => [name, median(xs)])))
     const plain = rates.get(txSize)?.get('plain') as number
     options.log(
-      `owner writes, ${txSize}-row transactions: ${[...(rates.get(txSize) as Map<string, number>)]
+      `owner writes (synchronous=${sync}), ${txSize}-row transactions: ${[...(rates.get(txSize) as Map<string, number>)]
         .map(([name, r]) => `${name} ${Math.round(r)} rows/s (${(plain / r).toFixed(2)}×)`)
         .join(', ')}`,
     )
