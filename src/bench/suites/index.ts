@@ -1,7 +1,9 @@
 import type { Suite } from '../suite.js'
+import { replica } from './replica.js'
 import { source } from './source.js'
 
 /** Every suite, in the order a full run takes them. A new suite is one more line here. */
 export const SUITES: readonly Suite[] = [
   source,
+  replica,
 ]
