@@ -96,6 +96,7 @@ export const replica: Suite = {
         unit: 'rows/s',
         baseline: { name: 'raw copy in-process', value: boot.raw },
         target: atLeast(0.4, '≥ 0.4×'),
+        note: 'replicator in another process over HTTP into a fresh SQLite file, no hook, from run() to the swap; baseline: keyset reads of tidemark_state inserted into a fresh table, 5000 rows per transaction',
       })
       ctx.report({
         figure: `replicator peak RSS, bootstrap of ${n(big.keys)} rows`,
@@ -103,6 +104,7 @@ export const replica: Suite = {
         unit: 'MB',
         baseline: { name: `${n(small.keys)} rows`, value: boot.rssSmall / 2 ** 20 },
         target: atMost(1.25, '≤ 1.25×'),
+        note: 'peak RSS of the whole replicator process (node included), median over the rounds',
       })
       ctx.log(`bootstrap of ${n(small.keys)} rows: ${Math.round(boot.replicaSmall)} rows/s, peak RSS ${mb(boot.rssSmall)}`)
 
@@ -126,8 +128,15 @@ export const replica: Suite = {
         unit: 'changes/s',
         baseline: rawUpserts,
         target: atLeast(0.5, '≥ 0.5×'),
+        note: 'apply only: the changes written first, then a replicator in another process catches up from a copy of a replica at the checkpoint before them (long-poll transport, up to 5000 changes per request)',
       })
-      ctx.report({ figure: 'live apply, one source tx per request', value: live.replicaPerTx, unit: 'changes/s', baseline: rawUpserts })
+      ctx.report({
+        figure: 'live apply, one source tx per request',
+        value: live.replicaPerTx,
+        unit: 'changes/s',
+        baseline: rawUpserts,
+        note: 'the same with limit 100: each request, delivery and apply transaction is one source transaction',
+      })
 
       const lat = await measureLatency({
         temp,
@@ -149,6 +158,7 @@ export const replica: Suite = {
           value: percentile(lat.applied, p),
           unit: 'ms',
           baseline: { name: `long-poll wake-up p${p}`, value: percentile(lat.wakeUp, p) },
+          note: 'owner, feed server and replica in one process (hrtime); applied = replica.caughtUp(seq) resolved, after the apply transaction committed',
         })
       }
     } finally {
