@@ -319,6 +319,8 @@ export class Replica<Tx = unknown> {
     this.sourceHead = Math.max(this.sourceHead, info.head)
     const inner = new AbortController()
     const onAbort = (): void => inner.abort(signal.reason)
+    // Stopped while learning the head: an abort that already happened fires no listener.
+    if (signal.aborted) return
     signal.addEventListener('abort', onAbort, { once: true })
     let lastProgress = { seq: this.checkpoint, at: this.now() }
     const headCheckMs = this.options.headCheckMs ?? 30_000
