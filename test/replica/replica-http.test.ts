@@ -285,6 +285,47 @@ describe('replica files that cannot be used', () => {
     assert.throws(() => SqliteReplicaStore.open(path), (e: unknown) => e instanceof TidemarkError && e.code === 'not-a-store' && /replica\.db is corrupt/.test(e.message))
   })
 
+  it(
+    'a replica file found corrupt while applying stops the replica with not-a-store, instead of retrying as if the source were away',
+    {
+      todo:
+        'sqlite-replica-store.ts translates SQLite errors only when opening: SQLITE_CORRUPT from apply() reaches Replica.recover() as a plain ' +
+        'SqliteError, becomes `internal`, and is retried for ever with connected: false',
+    },
+    async () => {
+      const random = seeded('replica-http corrupt')
+      const owner = await startOwner({ random: random.random, keys: 5000 })
+      await owner.write(10, 500, 500)
+      const path = join(owner.dir, 'replica.db')
+      const first = httpReplica(owner.url, path)
+      const running = first.replica.run()
+      await first.replica.caughtUp()
+      await first.replica.stop()
+      await running
+      await first.store.close()
+      // The leaf pages of the copy's rows overwritten: the file still opens, and the rows are garbage.
+      const db = new Database(path)
+      db.pragma('wal_checkpoint(TRUNCATE)')
+      const pageSize = db.pragma('page_size', { simple: true }) as number
+      const leaves = db.prepare(`SELECT pageno FROM dbstat WHERE name = 'tidemark_replica_rows' AND pagetype = 'leaf'`).pluck().all() as number[]
+      db.close()
+      assert.ok(leaves.length > 10)
+      const fd = openSync(path, 'r+')
+      for (const page of leaves) writeSync(fd, Buffer.alloc(pageSize, 0xab), 0, pageSize, (page - 1) * pageSize)
+      closeSync(fd)
+      await owner.write(20, 200, 200)
+
+      const r = httpReplica(owner.url, path)
+      const again = r.replica.run()
+      again.catch(() => {})
+      await until(() => r.replica.phase === 'failed' || r.replica.status().lastError !== null, 'the replica to hit the corruption')
+      const status = r.replica.status()
+      await r.replica.stop()
+      assert.equal(status.phase, 'failed', `phase ${status.phase}, connected ${status.connected}, last error: ${status.lastError}`)
+      await assert.rejects(again, (e: unknown) => e instanceof TidemarkError && e.code === 'not-a-store')
+    },
+  )
+
   it('a file bound to another feed or source fails with a conflict naming both, and is left as it was', async () => {
     const random = seeded('replica-http conflict')
     const a = await startOwner({ random: random.random, keys: 1000 })
