@@ -44,6 +44,8 @@ export interface SnapshotEnd {
   last: string | null
   /** True when no key follows `last`. */
   done: boolean
+  /** How many rows the chunk sent: a row lost from the middle is noticed. */
+  rows: number
 }
 
 /** A line that ends a listing the server could not finish; it is never followed by an end line. */

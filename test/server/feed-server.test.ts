@@ -274,17 +274,17 @@ describe('feed server: snapshot', () => {
     assert.equal(first.headers[HEAD_HEADER], '4')
     assert.deepEqual(ndjson(first.body), [
       { key: 'b', seq: 2, data: { name: 'Bob' } },
-      { end: true, epoch: info.epoch, head: 4, last: 'b', done: false },
+      { end: true, epoch: info.epoch, head: 4, last: 'b', done: false, rows: 1 },
     ])
     const second = ndjson((await server.app.inject({ url: '/v1/feeds/customers/snapshot?after=b&limit=1' })).body)
     assert.deepEqual(second, [
       { key: 'c', seq: 3, data: { name: 'Cy' } },
-      { end: true, epoch: info.epoch, head: 4, last: 'c', done: true },
+      { end: true, epoch: info.epoch, head: 4, last: 'c', done: true, rows: 1 },
     ])
     const all = ndjson((await server.app.inject({ url: `/v1/feeds/customers/snapshot?epoch=${info.epoch}` })).body)
     assert.deepEqual(all.map((l) => l.key ?? l.done), ['b', 'c', true])
     const past = ndjson((await server.app.inject({ url: '/v1/feeds/customers/snapshot?after=zzz' })).body)
-    assert.deepEqual(past, [{ end: true, epoch: info.epoch, head: 4, last: 'zzz', done: true }])
+    assert.deepEqual(past, [{ end: true, epoch: info.epoch, head: 4, last: 'zzz', done: true, rows: 0 }])
   })
 
   it('refuses bad parameters and another epoch', async () => {

@@ -48,7 +48,7 @@ describe('HttpFeedSource: what it sends', () => {
         if (url.includes('/changes')) v1Changes(res, [], { head: 5, last: 5 })
         else if (url.includes('/snapshot')) {
           v1Head(res, 200, 'ndjson', 'e1')
-          res.end(`${JSON.stringify({ end: true, epoch: 'e1', head: 5, last: 'k', done: true })}\n`)
+          res.end(`${JSON.stringify({ end: true, epoch: 'e1', head: 5, last: 'k', done: true, rows: 0 })}\n`)
         } else if (url.endsWith('/rows')) {
           v1Head(res, 200, 'json')
           res.end('{"epoch":"e1","head":5,"rows":[]}')
@@ -118,7 +118,7 @@ describe('HttpFeedSource: data text byte for byte', () => {
       } else if (url.includes('/snapshot')) {
         v1Head(res, 200, 'ndjson', 'e1')
         const rows = odd.map((data, i) => `{"key":"k${i}","seq":${i + 1},"data":${data}}`)
-        res.end(`${rows.join('\n')}\n${JSON.stringify({ end: true, epoch: 'e1', head: 9, last: 'k4', done: true })}\n`)
+        res.end(`${rows.join('\n')}\n${JSON.stringify({ end: true, epoch: 'e1', head: 9, last: 'k4', done: true, rows: rows.length })}\n`)
       } else {
         v1Head(res, 200, 'json')
         const rows = odd.map((data, i) => `{"key":"k${i}","seq":${i + 1},"data":${data}}`)
@@ -228,8 +228,16 @@ describe('HttpFeedSource: listings that break the rules', () => {
       v1Head(res, 200, 'ndjson', 'e1')
       res.end(body)
     })
-    const end = (last: string | null, head = 9, done = true): string => `${JSON.stringify({ end: true, epoch: 'e1', head, last, done })}\n`
-    const row = (key: string, seq = 1): string => `${JSON.stringify({ key, seq, data: 1 })}\n`
+    let sent = 0
+    const end = (last: string | null, head = 9, done = true): string => {
+      const line = `${JSON.stringify({ end: true, epoch: 'e1', head, last, done, rows: sent })}\n`
+      sent = 0
+      return line
+    }
+    const row = (key: string, seq = 1): string => {
+      sent++
+      return `${JSON.stringify({ key, seq, data: 1 })}\n`
+    }
     body = row('b') + row('a') + end('a')
     await assert.rejects(source.snapshot('f', { after: null }), protocol(/key "a" after "b": keys must rise/))
     body = row('a') + end('a')
@@ -241,11 +249,17 @@ describe('HttpFeedSource: listings that break the rules', () => {
     body = row('a') + row('b') + end('b')
     await assert.rejects(source.snapshot('f', { after: null, limit: 1 }), protocol(/more than the 1 rows asked for/))
     body = row('a') + row('b')
+    sent = 0
     await assert.rejects(source.snapshot('f', { after: null }), protocol(/response cut after 2 rows/))
     body = row('a') + `${JSON.stringify({ end: true, epoch: 'e1', head: 9, last: 'a' })}\n`
+    sent = 0
     await assert.rejects(source.snapshot('f', { after: null }), protocol(/needs epoch, head, last and done/))
-    body = row('a') + `${JSON.stringify({ end: true, epoch: 'e0', head: 9, last: 'a', done: true })}\n`
+    body = row('a') + `${JSON.stringify({ end: true, epoch: 'e0', head: 9, last: 'a', done: true, rows: 1 })}\n`
+    sent = 0
     await assert.rejects(source.snapshot('f', { after: null }), EpochChangedError)
+    body = row('a') + row('c') + `${JSON.stringify({ end: true, epoch: 'e1', head: 9, last: 'c', done: true, rows: 3 })}\n`
+    sent = 0
+    await assert.rejects(source.snapshot('f', { after: null }), protocol(/counts "3" rows, but 2 were sent/))
     body = row('\uffff') + row('😀') + end('😀')
     assert.equal((await source.snapshot('f', { after: null })).rows.length, 2, 'UTF-8 byte order, not UTF-16')
     body = end(null, 0, true)

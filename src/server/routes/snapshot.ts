@@ -38,6 +38,6 @@ function* snapshotLines(chunk: SnapshotChunk, epoch: string): Generator<string> 
     for (const row of rows.slice(i, i + ROWS_PER_WRITE)) text += `${encodeRow(row)}\n`
     yield text
   }
-  const end: SnapshotEnd = { end: true, epoch, head: chunk.head, last: chunk.last, done: chunk.done }
+  const end: SnapshotEnd = { end: true, epoch, head: chunk.head, last: chunk.last, done: chunk.done, rows: chunk.rows.length }
   yield `${JSON.stringify(end)}\n`
 }

@@ -128,9 +128,13 @@ export class SnapshotPageReader implements PageReader<SnapshotPage> {
   }
 
   private checkEnd(end: Record<string, unknown>): { epoch: string; head: Seq; last: string | null; done: boolean } {
-    const { epoch, head, last, done } = end
+    const { epoch, head, last, done, rows } = end
     if (typeof epoch !== 'string' || !isSeq(head) || !(typeof last === 'string' || last === null) || typeof done !== 'boolean') {
       throw new ProtocolError(`the snapshot chunk's end line needs epoch, head, last and done: ${excerpt(JSON.stringify(end))}`)
+    }
+    // Keys only have to rise, so a row lost from the middle of a chunk would go unseen without the count.
+    if (rows !== this.rows.length) {
+      throw new ProtocolError(`the snapshot chunk's end line counts ${excerpt(String(rows), 20)} rows, but ${this.rows.length} were sent`)
     }
     if (epoch !== this.epoch) throw new EpochChangedError(this.feed, this.epoch, epoch)
     if (last !== this.lastKey) {
