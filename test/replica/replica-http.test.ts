@@ -287,11 +287,6 @@ describe('replica files that cannot be used', () => {
 
   it(
     'a replica file found corrupt while applying stops the replica with not-a-store, instead of retrying as if the source were away',
-    {
-      todo:
-        'sqlite-replica-store.ts translates SQLite errors only when opening: SQLITE_CORRUPT from apply() reaches Replica.recover() as a plain ' +
-        'SqliteError, becomes `internal`, and is retried for ever with connected: false',
-    },
     async () => {
       const random = seeded('replica-http corrupt')
       const owner = await startOwner({ random: random.random, keys: 5000 })

@@ -131,8 +131,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     checkReplicaName(name)
     const { force = false, leaseMs = DEFAULT_LEASE_MS } = options
     if (!Number.isSafeInteger(leaseMs) || leaseMs < 1) throw new BadRequestError(`a lease must last a positive number of ms, got ${leaseMs}`)
-    const row = this.db
-      .transaction((): ReplicaRow => {
+    const row = this.write((): ReplicaRow => {
         const now = this.clock()
         const me = [this.ownerId, process.pid, this.host, now + leaseMs] as const
         const r = this.stmt.replica.get(name) as ReplicaRow | undefined
@@ -171,7 +170,6 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         this.stmt.setOwner.run(...me, name)
         return this.stmt.replica.get(name) as ReplicaRow
       })
-      .immediate()
     this.claims.set(name, leaseMs)
     return toState(row)
   }
@@ -222,8 +220,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   // ── bootstrap ─────────────────────────────────────────────────────────────────────────────────
 
   async beginBootstrap(name: string, epoch: string, s0: Seq): Promise<BootstrapProgress> {
-    return this.db
-      .transaction((): BootstrapProgress => {
+    return this.write((): BootstrapProgress => {
         const r = this.owned(name)
         const s = this.stmt
         // A new generation above every one present, garbage included: it starts empty.
@@ -243,7 +240,6 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         s.beginProgress.run(JSON.stringify(progress), name)
         return progress
       })
-      .immediate()
   }
 
   async writeSnapshotChunk(
@@ -251,8 +247,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     rows: StateRow[],
     progress: { afterKey: string | null; readHead: Seq; done: boolean },
   ): Promise<void> {
-    this.db
-      .transaction(() => {
+    this.write(() => {
         const r = this.owned(name)
         const p = this.bootstrapping(r)
         const w = new GenWriter(this.stmt, this.digest, this.deltas, name, p.gen, true)
@@ -263,13 +258,11 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         p.snapshotDone = progress.done
         this.stmt.setProgress.run(JSON.stringify(p), w.keysDelta, name)
       })
-      .immediate()
     this.afterWrite()
   }
 
   async applyToBootstrap(name: string, changes: Change[], upTo: Seq): Promise<void> {
-    this.db
-      .transaction(() => {
+    this.write(() => {
         const r = this.owned(name)
         const p = this.bootstrapping(r)
         const w = new GenWriter(this.stmt, this.digest, this.deltas, name, p.gen, true)
@@ -282,13 +275,11 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         p.seq = Math.max(p.seq, upTo)
         this.stmt.setProgress.run(JSON.stringify(p), w.keysDelta, name)
       })
-      .immediate()
     this.afterWrite()
   }
 
   async finishBootstrap(name: string, hook?: ApplyHook<Database>): Promise<ReplicaState> {
-    const row = this.db
-      .transaction((): ReplicaRow => {
+    const row = this.write((): ReplicaRow => {
         const r = this.owned(name)
         const p = this.bootstrapping(r)
         if (!p.snapshotDone || p.seq < p.readHead) {
@@ -301,7 +292,6 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         const now = this.clock()
         return this.stmt.swap.get(p.gen, p.epoch, p.seq, now, p.seq, p.seq, now, name) as ReplicaRow
       })
-      .immediate()
     this.logger.info({ replica: name, gen: row.gen, seq: row.seq, keys: row.keys }, `replica "${name}" is now at seq ${row.seq} (generation ${row.gen})`)
     return toState(row)
   }
@@ -336,7 +326,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   async collectGarbage(name: string): Promise<number> {
     let total = 0
     for (;;) {
-      const n = this.db.transaction(() => this.collectStep(name)).immediate()
+      const n = this.write(() => this.collectStep(name))
       if (n === 0) break
       total += n
       // Short transactions with a turn of the event loop between them: the replicator goes on.
@@ -376,8 +366,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
    * (never bootstrapped, or rebound to another source) is refused: it must bootstrap first.
    */
   async apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<Database>): Promise<ReplicaState> {
-    const row = this.db
-      .transaction((): ReplicaRow => {
+    const row = this.write((): ReplicaRow => {
         const r = this.owned(name)
         if (r.gen === 0) {
           // Generation 0 stays empty: "no copy" is what tells a replicator to bootstrap.
@@ -396,7 +385,6 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         const now = this.clock()
         return this.stmt.advance.get(seq, w.keysDelta, seq > r.seq ? now : r.applied_at, seq, seq, now, name) as ReplicaRow
       })
-      .immediate()
     this.afterWrite()
     return toState(row)
   }
@@ -404,6 +392,19 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   async noteSourceHead(name: string, head: Seq): Promise<void> {
     const now = this.clock()
     if (this.stmt.noteHead.run(head, now, head, now, name, this.ownerId).changes === 0) throw this.lostClaim(name)
+  }
+
+  /**
+   * One immediate write transaction. SQLite errors that mean the file itself is broken (corrupt,
+   * not a database, read-only) become tidemark's errors, so a replica stops on them instead of
+   * retrying for ever.
+   */
+  private write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn).immediate()
+    } catch (error) {
+      throw translateError(error, this.location)
+    }
   }
 
   async close(): Promise<void> {

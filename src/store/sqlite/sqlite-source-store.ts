@@ -155,9 +155,11 @@ export class SqliteSourceStore implements SourceStore {
     let cursor = after
     let count = 0
     let carry: GroupEnd | undefined
+    // A small request reads a small page: a replica asking for 100 changes should not pay for 1,000.
+    const size = Math.max(1, Math.min(PAGE, limit))
     for (;;) {
       options.signal?.throwIfAborted()
-      const page = this.readPage(feed, cursor, carry)
+      const page = this.readPage(feed, cursor, carry, size)
       carry = page.carry
       if (page.rows.length === 0) return
       const first = page.rows[0] as ChangeRow
@@ -177,7 +179,7 @@ export class SqliteSourceStore implements SourceStore {
         }
       }
       yield batch
-      if (page.rows.length < PAGE) return
+      if (page.rows.length < size) return
       cursor = (page.rows[page.rows.length - 1] as ChangeRow).seq
       // Give the event loop a turn between pages: other requests and the owner's writes go on.
       await new Promise<void>((resolve) => setImmediate(resolve))
@@ -189,9 +191,14 @@ export class SqliteSourceStore implements SourceStore {
    * `carry` is where the previous page's last transaction ends, so that a transaction spanning many
    * pages is looked up once, not once per page.
    */
-  private readPage(feed: string, cursor: Seq, carry: GroupEnd | undefined): { rows: ChangeRow[]; tx: number[]; carry: GroupEnd | undefined } {
+  private readPage(
+    feed: string,
+    cursor: Seq,
+    carry: GroupEnd | undefined,
+    size: number,
+  ): { rows: ChangeRow[]; tx: number[]; carry: GroupEnd | undefined } {
     return this.db.transaction(() => {
-      const rows = this.stmt.page.all(feed, cursor, PAGE) as ChangeRow[]
+      const rows = this.stmt.page.all(feed, cursor, size) as ChangeRow[]
       const tx = new Array<number>(rows.length)
       if (rows.length === 0) return { rows, tx, carry: undefined }
       const last = rows[rows.length - 1] as ChangeRow
@@ -199,7 +206,7 @@ export class SqliteSourceStore implements SourceStore {
       // which is a commit boundary.
       let end = last.seq
       let nextCarry: GroupEnd | undefined
-      if (rows.length === PAGE && last.txs !== null) {
+      if (rows.length === size && last.txs !== null) {
         if (carry && carry.txs === last.txs) end = carry.end
         else {
           const next = this.stmt.groupEnd.get(feed, last.seq, last.txs) as number | undefined
