@@ -63,17 +63,7 @@ export function gc(): void {
   ;(globalThis as { gc?: () => void }).gc?.()
 }
 
-/** A small deterministic PRNG (mulberry32), so that every variant of a benchmark does the same work. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { prng } from '../util/prng.js'
 
 // ---------------------------------------------------------------------------------------------
 // Figures

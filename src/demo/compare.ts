@@ -1,7 +1,7 @@
 import { addHash, hashToHex } from '../digest/row-hash.js'
 import type { Seq, StateRow } from '../protocol/types.js'
 import type { ReplicaStore } from '../store/replica-store.js'
-import { compareUtf8 } from '../store/sqlite/sqlite-replica-store.js'
+import { compareKeys as compareUtf8 } from '../protocol/key-order.js'
 import type { DigestLeaf, SourceStore } from '../store/store.js'
 
 const PAGE = 2000

@@ -1,3 +1,4 @@
+import { prng as random } from '../util/prng.js'
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3'
 import type { Seq } from '../protocol/types.js'
 import { SqliteSource, type SqliteFeedWriter } from '../store/sqlite/sqlite-source.js'
@@ -27,17 +28,6 @@ export interface OwnerStats {
   customers: number
 }
 
-/** A small deterministic random source (mulberry32), so that two runs of the demo tell the same story. */
-function random(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /**
  * The owning service of the demo: its own `customers` table in owner.db, written through the

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test'
 import { ProtocolError } from '../../src/errors.js'
 import { encodeChange, encodeRow, StoredChange, StoredRow } from '../../src/protocol/encoded.js'
 import { LineSplitter } from '../../src/transport/http/line-splitter.js'
-import { compareKeys } from '../../src/transport/http/page-readers.js'
+import { compareKeys } from '../../src/protocol/key-order.js'
 import { decodeChangesLine, decodeRowsDocument, decodeSnapshotLine } from '../../src/transport/http/wire-lines.js'
 import { propertyParameters } from '../helpers/property.js'
 

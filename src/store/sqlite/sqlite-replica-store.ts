@@ -1,3 +1,4 @@
+import { compareKeys } from '../../protocol/key-order.js'
 import type { Database, Statement } from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
@@ -308,7 +309,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       const o = old.peek()
       const n = cur.peek()
       if (o === undefined && n === undefined) return
-      const order = o === undefined ? 1 : n === undefined ? -1 : compareUtf8(o.key, n.key)
+      const order = o === undefined ? 1 : n === undefined ? -1 : compareKeys(o.key, n.key)
       if (order < 0) {
         old.next()
         this.runHook(hook, new StoredChange(p.seq, (o as DataRow).key, 'delete', p.seq, ts, null))
@@ -676,25 +677,6 @@ class GenCursor {
   }
 }
 
-/**
- * Orders strings as SQLite's BINARY collation orders their UTF-8: by code point. JavaScript's `<`
- * compares UTF-16 units, which puts U+10000 and above (surrogates) before U+E000–U+FFFF.
- */
-export function compareUtf8(a: string, b: string): number {
-  if (a === b) return 0
-  const n = Math.min(a.length, b.length)
-  for (let i = 0; i < n; i++) {
-    let x = a.charCodeAt(i)
-    let y = b.charCodeAt(i)
-    if (x === y) continue
-    if (x >= 0xd800 && y >= 0xd800) {
-      x = x >= 0xe000 ? x - 0x800 : x + 0x2000
-      y = y >= 0xe000 ? y - 0x800 : y + 0x2000
-    }
-    return x - y
-  }
-  return a.length - b.length
-}
 
 /** `data`'s JSON text as the source sent it (kept by StoredChange), or serialized; null for a delete. */
 function changeText(c: Change): string | null {
