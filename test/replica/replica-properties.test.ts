@@ -28,13 +28,17 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
 
 const faultsArb = fc.record({ drop: fc.integer({ min: 0, max: 4 }), duplicate: fc.integer({ min: 0, max: 4 }), reorder: fc.integer({ min: 0, max: 4 }) })
 
-/** A transport that loses, repeats and reorders deliveries, like a broker on a bad day, with its own cursor. */
+/** A transport that loses, repeats and reorders deliveries, like a broker on a bad day. */
 function faultyTransport(inner: LongPollTransport, faults: { drop: number; duplicate: number; reorder: number }, random: () => number): ChangeTransport {
   return {
     name: 'faulty',
     async *subscribe(feed: string, options: SubscribeOptions): AsyncIterable<Delivery> {
       let held: Delivery | undefined
-      for await (const d of inner.subscribe(feed, options)) {
+      // Its own cursor, as a broker has: what it drops is gone, a real gap for the replica to find.
+      let cursor = options.position()
+      for await (const d of inner.subscribe(feed, { ...options, position: () => cursor })) {
+        const last = d.changes[d.changes.length - 1]
+        if (last) cursor = last.seq
         const roll = random() * 10
         if (roll < faults.drop) continue
         if (roll < faults.drop + faults.reorder && !held) {
