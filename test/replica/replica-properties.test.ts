@@ -7,7 +7,7 @@ import type { Change } from '../../src/protocol/types.js'
 import type { ReplicaStore } from '../../src/store/replica-store.js'
 import { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import { LongPollTransport } from '../../src/transport/http/long-poll-transport.js'
-import type { ChangeTransport, Delivery, SubscribeOptions } from '../../src/transport/transport.js'
+import { faultyTransport } from '../helpers/faulty-transport.js'
 import { propertyParameters } from '../helpers/property.js'
 import { replicaState, sourceFixture } from '../helpers/replica-fixture.js'
 
@@ -28,33 +28,6 @@ const actionArb: fc.Arbitrary<Action> = fc.oneof(
 
 const faultsArb = fc.record({ drop: fc.integer({ min: 0, max: 4 }), duplicate: fc.integer({ min: 0, max: 4 }), reorder: fc.integer({ min: 0, max: 4 }) })
 
-/** A transport that loses, repeats and reorders deliveries, like a broker on a bad day. */
-function faultyTransport(inner: LongPollTransport, faults: { drop: number; duplicate: number; reorder: number }, random: () => number): ChangeTransport {
-  return {
-    name: 'faulty',
-    async *subscribe(feed: string, options: SubscribeOptions): AsyncIterable<Delivery> {
-      let held: Delivery | undefined
-      // Its own cursor, as a broker has: what it drops is gone, a real gap for the replica to find.
-      let cursor = options.position()
-      for await (const d of inner.subscribe(feed, { ...options, position: () => cursor })) {
-        const last = d.changes[d.changes.length - 1]
-        if (last) cursor = last.seq
-        const roll = random() * 10
-        if (roll < faults.drop) continue
-        if (roll < faults.drop + faults.reorder && !held) {
-          held = d
-          continue
-        }
-        yield d
-        if (random() * 10 < faults.duplicate) yield d
-        if (held) {
-          yield held
-          held = undefined
-        }
-      }
-    },
-  }
-}
 
 class Crash extends Error {}
 
@@ -112,7 +85,12 @@ it('after any interleaving of writes, starts, stops, crashes and faulty deliveri
           headCheckMs: 30,
           leaseMs: crashAfter === undefined ? 15_000 : 1,
           backoff: undefined,
-          transport: faultyTransport(new LongPollTransport(fx.local, { waitMs: 20, limit: 3 }), faults, random),
+          transport: faultyTransport(new LongPollTransport(fx.local, { waitMs: 20, limit: 3 }), () => {
+            const roll = random() * 10
+            if (roll < faults.drop) return 'drop'
+            if (roll < faults.drop + faults.reorder) return 'hold'
+            return random() * 10 < faults.duplicate ? 'duplicate' : 'deliver'
+          }),
         })
         const running = replica.run().catch((error: unknown) => {
           if (!(error instanceof Crash)) throw error

@@ -8,6 +8,7 @@ import type { Change } from '../../src/protocol/types.js'
 import type { ChangeTransport, Delivery, SubscribeOptions } from '../../src/transport/transport.js'
 import { LongPollTransport } from '../../src/transport/http/long-poll-transport.js'
 import type { FeedSource } from '../../src/transport/feed-source.js'
+import { faultyTransport } from '../helpers/faulty-transport.js'
 import { projectionHook, replicaState, sourceFixture } from '../helpers/replica-fixture.js'
 
 function phases(changes: PhaseChange[]): string[] {
@@ -20,10 +21,6 @@ async function until(condition: () => boolean | Promise<boolean>, what: string, 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await delay(5)
   }
-}
-
-function quickBackoff() {
-  return { baseMs: 5, capMs: 20 }
 }
 
 describe('replica', () => {
@@ -257,35 +254,7 @@ describe('replica', () => {
     const projection = projectionHook()
     projection.install(store.db)
     const inner = new LongPollTransport(fx.local, { waitMs: 100, limit: 5 })
-    let n = 0
-    const lossy: ChangeTransport = {
-      name: 'lossy',
-      async *subscribe(feed: string, options: SubscribeOptions): AsyncIterable<Delivery> {
-        let held: Delivery | undefined
-        // Its own cursor, as a broker has: a dropped delivery is a real gap.
-        let cursor = options.position()
-        for await (const d of inner.subscribe(feed, { ...options, position: () => cursor })) {
-          const last = d.changes[d.changes.length - 1]
-          if (last) cursor = last.seq
-          n++
-          if (n % 5 === 0) continue // dropped
-          if (n % 7 === 0) {
-            yield d
-            yield d // duplicated
-            continue
-          }
-          if (n % 3 === 0 && !held) {
-            held = d // delivered later, out of order
-            continue
-          }
-          yield { ...d, changes: [...d.changes].reverse() }
-          if (held) {
-            yield held
-            held = undefined
-          }
-        }
-      },
-    }
+    const lossy = faultyTransport(inner, (n) => (n % 5 === 0 ? 'drop' : n % 7 === 0 ? 'duplicate' : n % 3 === 0 ? 'hold' : 'reverse'))
     const replica = createReplica<Database>({ source: fx.local, feed: fx.feed, store, transport: lossy, apply: projection.hook, headCheckMs: 200 })
     const running = replica.run()
     await replica.caughtUp()
