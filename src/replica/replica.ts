@@ -275,9 +275,17 @@ export class Replica<Tx = unknown> {
     this.bootstrapProgress = p
     this.connected = true
     const limit = this.options.snapshotChunk ?? 5000
-    while (!p.snapshotDone) {
+    // The next chunk is fetched while the current one is written: network and disk overlap.
+    const fetchChunk = (after: string | null) => {
+      const request = this.source.snapshot(this.feed, { after, limit, epoch: (p as BootstrapProgress).epoch, signal })
+      request.catch(() => {}) // awaited below; until then a failure must not count as unhandled
+      return request
+    }
+    let next = p.snapshotDone ? undefined : fetchChunk(p.afterKey)
+    while (!p.snapshotDone && next) {
       signal.throwIfAborted()
-      const page = await this.source.snapshot(this.feed, { after: p.afterKey, limit, epoch: p.epoch, signal })
+      const page = await next
+      next = page.done ? undefined : fetchChunk(page.last)
       const readHead = Math.max(p.readHead, page.head)
       await this.store.writeSnapshotChunk(this.name, page.rows, { afterKey: page.last, readHead, done: page.done })
       p = { ...p, afterKey: page.last, readHead, snapshotDone: page.done }
