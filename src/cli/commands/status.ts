@@ -1,7 +1,7 @@
 import type { Registrar } from '../cli.js'
 import { formatAgo, formatCount, formatSpan } from '../format.js'
 import { examples } from '../options.js'
-import { readReplicas, type ReplicaReport } from '../replica-file.js'
+import { readReplicas, type ReplicaReport } from '../../store/sqlite/replica-report.js'
 
 /** `tidemark status <replica.db>`: what the replica file says about each replica in it, no network. */
 export const registerStatus: Registrar = (program, cli) => {

@@ -1,10 +1,10 @@
 import type { Database } from 'better-sqlite3'
-import { BadRequestError, NotAStoreError } from '../errors.js'
-import type { Seq } from '../protocol/types.js'
-import type { BootstrapProgress, ReplicaState } from '../store/replica-store.js'
-import { openDatabase } from '../store/sqlite/database.js'
-import { checkLease } from '../store/sqlite/replica-lease.js'
-import { SqliteReplicaStore } from '../store/sqlite/sqlite-replica-store.js'
+import { BadRequestError, NotAStoreError } from '../../errors.js'
+import type { Seq } from '../../protocol/types.js'
+import type { BootstrapProgress, ReplicaState } from '../replica-store.js'
+import { openDatabase } from './database.js'
+import { checkLease } from './replica-lease.js'
+import { SqliteReplicaStore } from './sqlite-replica-store.js'
 
 /** What a replica is doing, as far as its file tells: no network, no claim taken. */
 export type DerivedPhase = 'bootstrapping' | 'catching-up' | 'live' | 'stopped'
