@@ -65,6 +65,24 @@ export function gc(): void {
 
 export { prng } from '../util/prng.js'
 
+/**
+ * Runs `variants` once each per round, in an order that rotates from round to round, so that the
+ * machine's noise spreads over all of them alike; `afterRound` reports the round.
+ */
+export async function rotateRounds(
+  variants: ReadonlyArray<() => Promise<void>>,
+  options: { rounds: number; signal: AbortSignal; collect?: boolean; afterRound?: (round: number) => void },
+): Promise<void> {
+  for (let round = 0; round < options.rounds; round++) {
+    for (let i = 0; i < variants.length; i++) {
+      options.signal.throwIfAborted()
+      if (options.collect !== false) gc()
+      await (variants[(i + round) % variants.length] as () => Promise<void>)()
+    }
+    options.afterRound?.(round)
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Figures
 

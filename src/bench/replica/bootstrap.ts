@@ -10,7 +10,7 @@
 import BetterSqlite3 from 'better-sqlite3'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { gc, median, timeSyncMs, type TempDirs } from '../harness.js'
+import { median, rotateRounds, timeSyncMs, type TempDirs } from '../harness.js'
 import { runReplicator } from './replicator.js'
 
 const CHUNK = 5000
@@ -106,17 +106,15 @@ export async function measureBootstrap(o: BootstrapOptions): Promise<BootstrapRa
       rssSmall.push(r.peakRssBytes)
     },
   ]
-  for (let round = 0; round < o.rounds; round++) {
-    for (let i = 0; i < variants.length; i++) {
-      o.signal.throwIfAborted()
-      gc()
-      await (variants[(i + round) % variants.length] as () => Promise<void>)()
-    }
-    o.log(
-      `bootstrap round ${round + 1}: raw ${Math.round(raw.at(-1) as number)} rows/s, replica ${Math.round(replica.at(-1) as number)} rows/s ` +
-        `(${mb(rssBig.at(-1) as number)}), ${o.small.keys} rows: ${Math.round(replicaSmall.at(-1) as number)} rows/s (${mb(rssSmall.at(-1) as number)})`,
-    )
-  }
+  await rotateRounds(variants, {
+    rounds: o.rounds,
+    signal: o.signal,
+    afterRound: (round) =>
+      o.log(
+        `bootstrap round ${round + 1}: raw ${Math.round(raw.at(-1) as number)} rows/s, replica ${Math.round(replica.at(-1) as number)} rows/s ` +
+          `(${mb(rssBig.at(-1) as number)}), ${o.small.keys} rows: ${Math.round(replicaSmall.at(-1) as number)} rows/s (${mb(rssSmall.at(-1) as number)})`,
+      ),
+  })
   return { replica: median(replica), raw: median(raw), replicaSmall: median(replicaSmall), rssSmall: median(rssSmall), rssBig: median(rssBig) }
 }
 

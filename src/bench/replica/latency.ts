@@ -20,7 +20,7 @@ import { createReplica } from '../../replica/replica.js'
 import type { SourceStore } from '../../store/store.js'
 import { SqliteReplicaStore } from '../../store/sqlite/sqlite-replica-store.js'
 import { HttpFeedSource } from '../../transport/http/http-feed-source.js'
-import { median, nowMs, prng, type TempDirs } from '../harness.js'
+import { median, nowMs, prng, rotateRounds, type TempDirs } from '../harness.js'
 import { ChangesClient } from '../source/changes-client.js'
 import { makeCustomer } from '../source/customers.js'
 import { fillKeys, type Owner } from './feeds.js'
@@ -134,13 +134,13 @@ export async function measureLatency(o: LatencyOptions): Promise<LatencySamples>
 
   try {
     const turns = [replicaTurn, clientTurn]
-    for (let round = 0; round < o.rounds; round++) {
-      for (let i = 0; i < turns.length; i++) {
-        o.signal.throwIfAborted()
-        await (turns[(i + round) % turns.length] as () => Promise<void>)()
-      }
-      o.log(`latency round ${round + 1}: ${samples.applied.length} applied, ${samples.wakeUp.length} long-poll samples, owner at ${Math.round(ownerRates.at(-1) as number)} tx/s`)
-    }
+    await rotateRounds(turns, {
+      rounds: o.rounds,
+      signal: o.signal,
+      collect: false,
+      afterRound: (round) =>
+        o.log(`latency round ${round + 1}: ${samples.applied.length} applied, ${samples.wakeUp.length} long-poll samples, owner at ${Math.round(ownerRates.at(-1) as number)} tx/s`),
+    })
   } finally {
     await replica.stop()
     await client.close()

@@ -15,7 +15,7 @@ import BetterSqlite3 from 'better-sqlite3'
 import { copyFileSync, existsSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { SourceStore } from '../../store/store.js'
-import { gc, median, timeSyncMs, type TempDirs } from '../harness.js'
+import { median, rotateRounds, timeSyncMs, type TempDirs } from '../harness.js'
 import { fillKeys, writeUpserts, type Owner, type WrittenRow } from './feeds.js'
 import { runReplicator } from './replicator.js'
 
@@ -110,16 +110,14 @@ export async function measureLiveApply(o: LiveApplyOptions): Promise<LiveApplyRa
     async () => void replica.push(await catchUp(undefined)),
     async () => void perTx.push(await catchUp(o.txSize)),
   ]
-  for (let round = 0; round < o.rounds; round++) {
-    for (let i = 0; i < variants.length; i++) {
-      o.signal.throwIfAborted()
-      gc()
-      await (variants[(i + round) % variants.length] as () => Promise<void>)()
-    }
-    o.log(
-      `live apply round ${round + 1}: raw ${Math.round(raw.at(-1) as number)} changes/s, replica ${Math.round(replica.at(-1) as number)}/s, ` +
-        `one tx per request ${Math.round(perTx.at(-1) as number)}/s`,
-    )
-  }
+  await rotateRounds(variants, {
+    rounds: o.rounds,
+    signal: o.signal,
+    afterRound: (round) =>
+      o.log(
+        `live apply round ${round + 1}: raw ${Math.round(raw.at(-1) as number)} changes/s, replica ${Math.round(replica.at(-1) as number)}/s, ` +
+          `one tx per request ${Math.round(perTx.at(-1) as number)}/s`,
+      ),
+  })
   return { changes, raw: median(raw), replica: median(replica), replicaPerTx: median(perTx) }
 }
