@@ -1,4 +1,4 @@
-import { BadRequestError } from '../errors.js'
+import { isPostgresUrl } from './postgres/url.js'
 import { SqliteSourceStore } from './sqlite/sqlite-source-store.js'
 import type { Logger, SourceStore } from './store.js'
 
@@ -9,12 +9,14 @@ export interface OpenStoreOptions {
 }
 
 /**
- * Opens a source store by location: a `postgres://` URL (a later backend) or a SQLite file path.
- * The one place that maps a location onto a backend.
+ * Opens a source store by location: a `postgres://` (or `postgresql://`) URL, or a SQLite file
+ * path. The one place that maps a location onto a backend.
  */
 export async function openSourceStore(location: string, options: OpenStoreOptions = {}): Promise<SourceStore> {
-  if (/^postgres(ql)?:\/\//i.test(location)) {
-    throw new BadRequestError('the PostgreSQL store is not in this version of tidemark yet: use a SQLite file')
+  if (isPostgresUrl(location)) {
+    // Loaded only when asked for, so that SQLite-only users never load pg.
+    const { PostgresSourceStore } = await import('./postgres/postgres-source-store.js')
+    return PostgresSourceStore.open(location, options.logger ? { logger: options.logger } : {})
   }
   return SqliteSourceStore.open(location, {
     create: options.create ?? false,

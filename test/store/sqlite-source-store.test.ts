@@ -5,6 +5,7 @@ import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js
 import { SqliteSource } from '../../src/store/sqlite/sqlite-source.js'
 import type { Change } from '../../src/protocol/types.js'
 import { tmpDb } from '../helpers/tmp.js'
+import { sourceStoreContract } from './contract/source-store-contract.js'
 import { copyFileSync, rmSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 
@@ -63,78 +64,6 @@ describe('SqliteSourceStore', () => {
     db.close()
   })
 
-  it('captures a tracked table, including writes from another client', async () => {
-    const path = tmpDb()
-    const db = new Database(path)
-    db.exec(`CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, "odd ""col""" TEXT); INSERT INTO customers VALUES (1,'a','x'),(2,'b',NULL)`)
-    const store = SqliteSourceStore.open(path)
-    const info = await store.track({ table: 'customers', keyColumn: 'id' })
-    assert.equal(info.head, 2)
-    db.exec(`UPDATE customers SET name='bb' WHERE id=2; DELETE FROM customers WHERE id=1; UPDATE customers SET id=5 WHERE id=2`)
-    const changes = await collect(store.changes('customers', 0))
-    assert.deepEqual(
-      changes.map((c) => [c.seq, c.key, c.op, c.tx]),
-      [[1, '1', 'upsert', 2], [2, '2', 'upsert', 2], [3, '2', 'upsert', 3], [4, '1', 'delete', 4], [5, '2', 'delete', 5], [6, '5', 'upsert', 6]],
-    )
-    assert.deepEqual(changes[5]?.data, { id: 5, name: 'bb', 'odd "col"': null })
-    await store.close()
-    db.close()
-  })
-
-  it('untrack then track again resynchronises the feed with the table', async () => {
-    const path = tmpDb()
-    const db = new Database(path)
-    db.exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1,'a'),(2,'b')`)
-    const store = SqliteSourceStore.open(path)
-    await store.track({ table: 't', keyColumn: 'id' })
-    await store.untrack('t')
-    assert.equal((await store.getFeed('t')).tracked?.active, false)
-    await assert.rejects(store.untrack('t'), /does not capture/)
-    db.exec(`DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (3,'c')`)
-    assert.equal((await store.getFeed('t')).head, 2)
-    await store.track({ table: 't', keyColumn: 'id' })
-    const changes = await collect(store.changes('t', 2))
-    assert.deepEqual(changes.map((c) => [c.key, c.op, c.tx]), [['1', 'delete', 5], ['2', 'upsert', 5], ['3', 'upsert', 5]])
-    const snap = await store.snapshot('t', null, 10)
-    assert.deepEqual(snap.rows.map((r) => r.key), ['2', '3'])
-    await store.ensureFeed('t', { retention: { changes: 100 } })
-    assert.equal((await store.getFeed('t')).retention.changes, 100)
-    await store.close()
-    db.close()
-  })
-
-  it('never splits a transaction: a limit ends at a boundary, and a transaction longer than a page keeps its tx', async () => {
-    const path = tmpDb()
-    const store = SqliteSourceStore.open(path)
-    await store.ensureFeed('f')
-    await store.write('f', Array.from({ length: 2500 }, (_, i) => ({ op: 'upsert' as const, key: `k${i}`, data: i })))
-    await store.write('f', [{ op: 'upsert', key: 'x', data: 1 }, { op: 'delete', key: 'k1' }])
-    const first = await collect(store.changes('f', 0, { limit: 10 }))
-    assert.equal(first.length, 2500)
-    assert.ok(first.every((c) => c.tx === 2500))
-    const rest = await collect(store.changes('f', 2500, { limit: 1 }))
-    assert.deepEqual(rest.map((c) => [c.seq, c.tx]), [[2501, 2502], [2502, 2502]])
-    await store.close()
-  })
-
-  it('applies retention by count, never beyond the digest, and reports log-truncated', async () => {
-    const store = SqliteSourceStore.open(tmpDb())
-    await store.ensureFeed('f', { retention: { changes: 3 } })
-    for (let i = 0; i < 10; i++) await store.write('f', [{ op: 'upsert', key: `k${i % 4}`, data: i }])
-    await store.write('f', [{ op: 'delete', key: 'k0' }])
-    const result = await store.maintain()
-    assert.equal(result.pruned, 8)
-    const info = await store.getFeed('f')
-    assert.equal(info.minSeq, 9)
-    assert.equal(info.head, 11)
-    await assert.rejects(collect(store.changes('f', 7)), { code: 'log-truncated' })
-    assert.equal((await collect(store.changes('f', 8))).length, 3)
-    // State is never dropped by retention.
-    const snap = await store.snapshot('f', null, 100)
-    assert.deepEqual(snap.rows.map((r) => r.key), ['k1', 'k2', 'k3'])
-    await store.close()
-  })
-
   it('gives a feed a new epoch when the file is restored from an older copy', async () => {
     const path = tmpDb()
     let store = SqliteSourceStore.open(path)
@@ -158,24 +87,30 @@ describe('SqliteSourceStore', () => {
     await store.close()
   })
 
-  it('refuses bad keys, data and feed names with clear errors', async () => {
-    const store = SqliteSourceStore.open(tmpDb())
-    await assert.rejects(store.ensureFeed('../etc'), { code: 'bad-request' })
-    await assert.rejects(store.getFeed('nope'), { code: 'unknown-feed' })
-    await store.ensureFeed('f')
-    await assert.rejects(store.write('f', [{ op: 'upsert', key: '', data: 1 }]), { code: 'bad-request' })
-    await assert.rejects(store.write('f', [{ op: 'upsert', key: 'x'.repeat(600), data: 1 }]), { code: 'too-large' })
-    await assert.rejects(store.write('f', [{ op: 'upsert', key: 'k', data: { n: 1n } as never }]), /not JSON-able/)
-    await assert.rejects(store.write('f', [{ op: 'upsert', key: 'k', data: { d: new Date() } as never }]), /not JSON-able: Date/)
-    await assert.rejects(store.write('f', [{ op: 'upsert', key: 'k', data: 'x'.repeat(1024 * 1024 + 1) }]), { code: 'too-large' })
-    // A failed write leaves nothing behind.
-    assert.equal((await store.getFeed('f')).head, 0)
-    await store.close()
-  })
-
   it('refuses a file that is not SQLite', async () => {
     const path = tmpDb()
     writeFileSync(path, randomBytes(8192))
     assert.throws(() => SqliteSourceStore.open(path), { code: 'not-a-store' })
   })
+})
+
+sourceStoreContract({
+  name: 'sqlite',
+  capturedTransactions: false,
+  async open() {
+    const path = tmpDb()
+    const store = SqliteSourceStore.open(path)
+    const db = new Database(path)
+    db.pragma('busy_timeout = 10000')
+    return {
+      store,
+      async sql(statements: string) {
+        db.transaction(() => db.exec(statements)).immediate()
+      },
+      async close() {
+        await store.close()
+        db.close()
+      },
+    }
+  },
 })

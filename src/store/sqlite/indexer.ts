@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3'
-import { addHash, bucketOf, bufferToHash, hashToBuffer, rowHash, subHash } from '../../digest/row-hash.js'
+import { applyDelta, foldChanges } from '../../digest/fold.js'
+import { bufferToHash, hashToBuffer } from '../../digest/row-hash.js'
 import { OP_UPSERT } from './schema.js'
 
 /**
@@ -61,41 +62,17 @@ export class Indexer {
       if ((rows[0] as ChangeRow).seq !== f.digestSeq + 1) {
         throw new Error(`feed "${feed}": the log has no change ${f.digestSeq + 1} to digest (it starts at ${rows[0]?.seq})`)
       }
-      // Per key, the hash the digest holds and the key's latest version in this chunk.
-      const digested = new Map<string, bigint | null>()
-      const latest = new Map<string, ChangeRow>()
-      const deltas = new Map<number, { count: number; sum: bigint; neg: bigint }>()
-      let keysDelta = 0
-      for (const r of rows) {
-        const old = digested.has(r.key) ? digested.get(r.key)! : toHash(this.readDhash.get(feed, r.key) as Buffer | null)
-        const next = r.op === OP_UPSERT ? rowHash(r.key, r.seq, r.data as string) : null
-        if (old !== null || next !== null) {
-          const b = bucketOf(r.key)
-          let d = deltas.get(b)
-          if (!d) deltas.set(b, (d = { count: 0, sum: 0n, neg: 0n }))
-          if (old !== null) {
-            d.count -= 1
-            d.neg += old
-            keysDelta -= 1
-          }
-          if (next !== null) {
-            d.count += 1
-            d.sum += next
-            keysDelta += 1
-          }
-        }
-        digested.set(r.key, next)
-        latest.set(r.key, r)
-      }
+      // Deletes carry no data; upserts always do.
+      const chunk = rows.map((r) => ({ ...r, data: r.op === OP_UPSERT ? r.data : null }))
+      const { hashes, latest, deltas, keysDelta } = foldChanges(chunk, (key) => toHash(this.readDhash.get(feed, key) as Buffer | null))
       for (const [key, r] of latest) {
-        const h = digested.get(key) ?? null
-        this.writeState.run(feed, key, r.seq, r.op === OP_UPSERT ? r.data : null, h === null ? null : hashToBuffer(h))
+        const h = hashes.get(key) ?? null
+        this.writeState.run(feed, key, r.seq, r.data, h === null ? null : hashToBuffer(h))
       }
       for (const [bucket, d] of deltas) {
         const cur = this.readBucket.get(feed, bucket) as { count: number; sum: Buffer } | undefined
-        let sum = cur ? bufferToHash(cur.sum) : 0n
-        sum = subHash(addHash(sum, d.sum), d.neg)
-        this.writeBucket.run(feed, bucket, (cur?.count ?? 0) + d.count, hashToBuffer(sum))
+        const next = applyDelta(cur ? { count: cur.count, sum: bufferToHash(cur.sum) } : undefined, d)
+        this.writeBucket.run(feed, bucket, next.count, hashToBuffer(next.sum))
       }
       this.advance.run((rows[rows.length - 1] as ChangeRow).seq, keysDelta, feed)
       return rows.length

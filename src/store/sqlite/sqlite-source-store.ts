@@ -5,6 +5,7 @@ import { bufferToHash } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import type { FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
 import { checkFeedName } from '../../source/validate.js'
+import { checkRetention, toFeedInfo, type FeedRow } from '../feed-row.js'
 import {
   silentLogger,
   type ChangesOptions,
@@ -26,18 +27,6 @@ import { ensureFeedRow, newEpoch, SqliteSource } from './sqlite-source.js'
 
 /** Rows read from the log per short read transaction. */
 const PAGE = 1000
-
-interface FeedRow {
-  name: string
-  epoch: string
-  head: number
-  min_seq: number
-  digest_seq: number
-  keys: number
-  retain_changes: number | null
-  retain_ms: number | null
-  tracked: string | null
-}
 
 interface GroupEnd {
   txs: number
@@ -117,11 +106,11 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   async listFeeds(): Promise<FeedInfo[]> {
-    return (this.stmt.feeds.all() as FeedRow[]).map(toInfo)
+    return (this.stmt.feeds.all() as FeedRow[]).map(toFeedInfo)
   }
 
   async getFeed(name: string): Promise<FeedInfo> {
-    return toInfo(this.feedRow(name))
+    return toFeedInfo(this.feedRow(name))
   }
 
   async ensureFeed(name: string, options: FeedOptions = {}): Promise<FeedInfo> {
@@ -357,31 +346,3 @@ export class SqliteSourceStore implements SourceStore {
     return row
   }
 }
-
-function toInfo(r: FeedRow): FeedInfo {
-  const info: FeedInfo = {
-    name: r.name,
-    epoch: r.epoch,
-    head: r.head,
-    minSeq: r.min_seq,
-    keys: r.keys,
-    digestSeq: r.digest_seq,
-    retention: {},
-  }
-  if (r.retain_changes !== null) info.retention.changes = r.retain_changes
-  if (r.retain_ms !== null) info.retention.ageMs = r.retain_ms
-  if (r.tracked !== null) info.tracked = JSON.parse(r.tracked) as TrackedTable
-  return info
-}
-
-function checkRetention(options: FeedOptions): void {
-  const r = options.retention
-  if (!r) return
-  if (r.changes !== undefined && (!Number.isSafeInteger(r.changes) || r.changes < 1)) {
-    throw new BadRequestError(`retention must keep at least 1 change, got ${r.changes}`)
-  }
-  if (r.ageMs !== undefined && (!Number.isSafeInteger(r.ageMs) || r.ageMs < 1)) {
-    throw new BadRequestError(`retention age must be a positive number of ms, got ${r.ageMs}`)
-  }
-}
-

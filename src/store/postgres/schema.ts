@@ -1,0 +1,104 @@
+import type pg from 'pg'
+
+/**
+ * tidemark's tables in the owner's PostgreSQL database, in their own schema `tidemark`, created and
+ * upgraded by numbered migrations (MIGRATIONS[n - 1] takes the schema from version n - 1 to n).
+ * docs/postgres.md explains the design; in short:
+ *
+ * - pending: what owners' transactions write (the API and capture triggers). No seq yet: `xid` is
+ *   the writer's top-level transaction, `ord` the order of the write (a CACHE 1 sequence, so ords
+ *   follow the order in which the writes happened, across sessions). No index: it is a short queue
+ *   that the sequencer empties, and every index would cost the owner on each write.
+ * - changes: the log. The sequencer moves committed pending rows here with gap-free seqs, whole
+ *   transactions at a time; `tx` is the seq of the transaction's last change.
+ * - state, digest: each key's latest version and the digest's leaves, folded in from the log by
+ *   the indexer, exact as of feeds.digest_seq. Keys sort with COLLATE "C" (UTF-8 byte order, as
+ *   SQLite's BINARY and protocol/key-order.ts).
+ */
+export const SCHEMA_VERSION = 1
+
+export const OP_UPSERT = 1
+export const OP_DELETE = 2
+
+/** "now" in ms since the Unix epoch, as the writer's clock sees it (SQLite's NOW_MS_SQL). */
+export const NOW_MS_SQL = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`
+
+const MIGRATIONS: string[] = [
+  `
+CREATE TABLE tidemark.feeds (
+  name text COLLATE "C" PRIMARY KEY,
+  epoch text NOT NULL,
+  head bigint NOT NULL DEFAULT 0,
+  min_seq bigint NOT NULL DEFAULT 1,
+  digest_seq bigint NOT NULL DEFAULT 0,
+  keys bigint NOT NULL DEFAULT 0,
+  retain_changes bigint,
+  retain_ms bigint,
+  tracked text,
+  created_at bigint NOT NULL
+);
+CREATE SEQUENCE tidemark.pending_ord AS bigint CACHE 1;
+CREATE TABLE tidemark.pending (
+  feed text COLLATE "C" NOT NULL,
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  ord bigint NOT NULL DEFAULT nextval('tidemark.pending_ord'),
+  key text COLLATE "C" NOT NULL,
+  op smallint NOT NULL,
+  data text,
+  ts bigint NOT NULL DEFAULT ${NOW_MS_SQL}
+);
+CREATE TABLE tidemark.changes (
+  feed text COLLATE "C" NOT NULL,
+  seq bigint NOT NULL,
+  key text COLLATE "C" NOT NULL,
+  op smallint NOT NULL,
+  data text,
+  tx bigint NOT NULL,
+  ts bigint NOT NULL,
+  ord bigint NOT NULL,
+  PRIMARY KEY (feed, seq)
+);
+CREATE TABLE tidemark.state (
+  feed text COLLATE "C" NOT NULL,
+  key text COLLATE "C" NOT NULL,
+  seq bigint NOT NULL,
+  data text,
+  dhash bytea,
+  PRIMARY KEY (feed, key)
+);
+CREATE TABLE tidemark.digest (
+  feed text COLLATE "C" NOT NULL,
+  bucket integer NOT NULL,
+  count bigint NOT NULL,
+  sum bytea NOT NULL,
+  PRIMARY KEY (feed, bucket)
+);
+`,
+]
+
+/** Migrations run under this advisory lock, so that servers starting together do not race. */
+const MIGRATE_LOCK = 'SELECT pg_advisory_xact_lock(0, hashtext(\'tidemark.migrate\'))'
+
+/** Creates or upgrades tidemark's schema; refuses a schema newer than this tidemark knows. */
+export async function migrate(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN')
+  try {
+    await client.query(MIGRATE_LOCK)
+    await client.query('CREATE SCHEMA IF NOT EXISTS tidemark')
+    await client.query('CREATE TABLE IF NOT EXISTS tidemark.meta (name text PRIMARY KEY, value text NOT NULL)')
+    const { rows } = await client.query<{ value: string }>(`SELECT value FROM tidemark.meta WHERE name = 'schema'`)
+    const version = rows[0] ? Number(rows[0].value) : 0
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`this database has tidemark schema ${version}; this tidemark knows up to ${SCHEMA_VERSION}: upgrade tidemark`)
+    }
+    for (let v = version + 1; v <= SCHEMA_VERSION; v++) await client.query(MIGRATIONS[v - 1] as string)
+    await client.query(
+      `INSERT INTO tidemark.meta (name, value) VALUES ('schema', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
+      [String(SCHEMA_VERSION)],
+    )
+    await client.query('COMMIT')
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw error
+  }
+}

@@ -1,0 +1,80 @@
+import { randomBytes } from 'node:crypto'
+import { after } from 'node:test'
+import pg from 'pg'
+import { startCluster } from './pg-cluster.js'
+
+/**
+ * The PostgreSQL the tests use: the one at TIDEMARK_TEST_PG_URL, else the local server on
+ * 127.0.0.1:5432 when it answers, else a cluster started here from the installed binaries. None of
+ * these is a test failure that says how to provide one — never a silent skip. Each test file makes
+ * its own databases and drops them when it ends.
+ */
+const HOW =
+  'the PostgreSQL tests need a server: set TIDEMARK_TEST_PG_URL=postgres://user:password@host:port/db ' +
+  '(a user allowed to CREATE DATABASE), or run PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), ' +
+  'or install PostgreSQL 15 (apt-get install postgresql) so that the tests can start their own'
+
+let server: Promise<string> | undefined
+
+async function answers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
+  try {
+    await client.connect()
+    await client.query('SELECT 1')
+    return true
+  } catch {
+    return false
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+export function pgServer(): Promise<string> {
+  server ??= (async () => {
+    const given = process.env.TIDEMARK_TEST_PG_URL
+    if (given) {
+      if (await answers(given)) return given
+      throw new Error(`TIDEMARK_TEST_PG_URL does not answer. ${HOW}`)
+    }
+    const local = 'postgres://postgres@127.0.0.1:5432/postgres'
+    if (await answers(local)) return local
+    try {
+      const cluster = await startCluster()
+      after(() => cluster.stop())
+      return cluster.url
+    } catch (error) {
+      throw new Error(`no PostgreSQL reachable and none could be started (${(error as Error).message}). ${HOW}`)
+    }
+  })()
+  return server
+}
+
+/** The URL of `base` with another database name. */
+export function withDatabase(base: string, name: string): string {
+  const u = new URL(base)
+  u.pathname = `/${name}`
+  return u.toString()
+}
+
+/** A fresh database on the test server, dropped when the test file ends. */
+export async function pgDatabase(server?: string): Promise<string> {
+  const base = server ?? (await pgServer())
+  const name = `tidemark_test_${randomBytes(6).toString('hex')}`
+  const admin = new pg.Client({ connectionString: base })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE ${name}`)
+  } finally {
+    await admin.end()
+  }
+  after(async () => {
+    const c = new pg.Client({ connectionString: base })
+    await c.connect()
+    try {
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    } finally {
+      await c.end()
+    }
+  })
+  return withDatabase(base, name)
+}
