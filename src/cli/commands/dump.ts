@@ -16,7 +16,7 @@ export const registerDump: Registrar = (program, cli) => {
   program
     .command('dump')
     .description("print a feed's changes (default) or its current state rows as NDJSON")
-    .argument('<db>', 'SQLite file of the source')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .argument('<feed>', 'feed name')
     .option('--after <position>', 'changes: start after this seq (default 0); --state: start after this key')
     .option('--limit <n>', 'changes: stop at the end of the transaction that reaches n changes; --state: at most n rows', parsePositive)

@@ -8,7 +8,7 @@ export const registerFeeds: Registrar = (program, cli) => {
   program
     .command('feeds')
     .description("bring digests up to date and apply retention, then list the source's feeds")
-    .argument('<db>', 'SQLite file of the source')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .option('--json', 'print a JSON array of feeds instead of a table')
     .addHelpText(
       'after',

@@ -6,7 +6,7 @@ export const registerResetEpoch: Registrar = (program, cli) => {
   program
     .command('reset-epoch')
     .description("give a feed a new epoch, so that every replica of it re-bootstraps from the snapshot")
-    .argument('<db>', 'SQLite file of the source')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .argument('<feed>', 'feed name')
     .addHelpText(
       'after',

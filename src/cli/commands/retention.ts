@@ -14,7 +14,7 @@ export const registerRetention: Registrar = (program, cli) => {
   program
     .command('retention')
     .description("show or set how much of a feed's log is kept (older changes are pruned by maintenance)")
-    .argument('<db>', 'SQLite file of the source')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .argument('<feed>', 'feed name')
     .option('--changes <n>', 'keep at least the newest n changes', parsePositive)
     .option('--age <duration>', 'keep at least the changes of this long (30s, 12h, 7d, or ms)', parseDurationOption)

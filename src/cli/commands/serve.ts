@@ -18,7 +18,7 @@ export const registerServe: Registrar = (program, cli) => {
   program
     .command('serve')
     .description('serve the feeds of a source over HTTP (changes, long-poll, snapshots, digests, dashboard)')
-    .argument('<db>', 'SQLite file of the source')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port)', parsePort, 7480)
     .option('--token <token>', 'accept this bearer token (repeatable; default: $TIDEMARK_TOKENS, comma-separated; none: no auth)', collect)
@@ -59,7 +59,7 @@ ${examples([
           throw listenError(error, options)
         })
         if (!authorize) log.warn({}, 'no --token given: anyone who can reach this address can read every feed')
-        cli.note(`tidemark serving ${db} at ${url}`)
+        cli.note(`tidemark serving ${store.location} at ${url}`)
         const signal = await stop.signalled
         log.info({ signal }, 'stopping')
       } finally {

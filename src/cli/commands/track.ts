@@ -17,7 +17,7 @@ export const registerTrack: Registrar = (program, cli) => {
   program
     .command('track')
     .description("capture every insert, update and delete of an existing table into a feed (triggers in the owner's database)")
-    .argument('<db>', 'SQLite file of the source (it must exist and hold the table)')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL (it must exist and hold the table)')
     .requiredOption('--table <table>', 'table to capture')
     .requiredOption('--key <column>', "column whose value is each row's key")
     .option('--feed <name>', 'feed to capture into (default: the table name)')
@@ -27,7 +27,9 @@ export const registerTrack: Registrar = (program, cli) => {
       'after',
       `
 The rows already in the table become the feed's first transaction. Any client's writes to the
-table are captured, in the writer's own transaction. Run track again after adding a column.
+table are captured, in the writer's own transaction. SQLite: run track again after adding a
+column. PostgreSQL: each change carries the row's columns as they are when it is written, so a
+column added or dropped needs nothing (docs/postgres.md).
 BLOB columns cannot be captured.
 ${examples([
   'tidemark track shop.db --table customers --key id',

@@ -6,7 +6,7 @@ export const registerUntrack: Registrar = (program, cli) => {
   program
     .command('untrack')
     .description("stop capturing a table into a feed (drops the triggers; the feed and its log stay for replicas)")
-    .argument('<db>', 'SQLite file of the source')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .argument('<feed>', 'feed that captures a table')
     .addHelpText('after', examples(['tidemark untrack shop.db customers']))
     .action(async (db: string, feed: string) => {

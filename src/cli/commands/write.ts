@@ -15,7 +15,7 @@ export const registerWrite: Registrar = (program, cli) => {
     .command('write')
     .description('write changes to a feed through the source API (creates the database file and the feed when missing)')
     .usage('[options] <db> <feed> <key> [json]  |  <db> <feed> --stdin')
-    .argument('<db>', 'SQLite file of the source')
+    .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .argument('<feed>', 'feed name')
     .argument('[key]', 'key to write')
     .argument('[json]', "the key's new data, as JSON")
