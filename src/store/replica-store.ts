@@ -9,8 +9,12 @@
 import type { Change, Seq, StateRow } from '../protocol/types.js'
 import type { DigestLeaf } from './store.js'
 
-/** Runs inside the apply transaction, once per change that takes effect. Throwing rolls it back. */
-export type ApplyHook<Tx> = (change: Change, tx: Tx) => void
+/**
+ * Runs inside the apply transaction, once per change that takes effect. Throwing rolls it back.
+ * On SQLite it must be synchronous (better-sqlite3 transactions cannot span an await); on
+ * PostgreSQL it may return a promise, awaited before the next change.
+ */
+export type ApplyHook<Tx> = (change: Change, tx: Tx) => void | Promise<void>
 
 export interface BootstrapProgress {
   /** The generation being built; readers keep seeing the current one until the swap. */

@@ -17,6 +17,7 @@ import { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
 import { propertyParameters } from '../helpers/property.js'
 import { tmpDb, tmpDir } from '../helpers/tmp.js'
+import { replicaStoreContract } from './contract/replica-store-contract.js'
 
 const FEED = 'customers'
 const SOURCE = 'http://source.test'
@@ -712,4 +713,37 @@ describe('SqliteReplicaStore', () => {
     writeFileSync(path, 'these are not the tables you are looking for\n'.repeat(100))
     assert.throws(() => SqliteReplicaStore.open(path), (error: unknown) => error instanceof NotAStoreError && /is not a SQLite database/.test(error.message))
   })
+})
+
+replicaStoreContract<Database>({
+  name: 'sqlite',
+  async open() {
+    const path = tmpDb('replica.db')
+    const db = new BetterSqlite3(path)
+    db.exec('CREATE TABLE projection (key TEXT PRIMARY KEY, value TEXT NOT NULL)')
+    const stores: SqliteReplicaStore[] = []
+    const hook = (c: Change, tx: Database): void => {
+      if (c.op === 'upsert') {
+        tx.prepare('INSERT INTO projection (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(c.key, JSON.stringify(c.data))
+      } else tx.prepare('DELETE FROM projection WHERE key = ?').run(c.key)
+    }
+    return {
+      async store() {
+        const store = SqliteReplicaStore.open(path)
+        stores.push(store)
+        return store
+      },
+      hook,
+      failingHook: (key: string) => (c: Change, tx: Database) => {
+        hook(c, tx)
+        if (c.key === key) throw new Error(`no ${key}`)
+      },
+      async projection() {
+        return new Map((db.prepare('SELECT key, value FROM projection').all() as Array<{ key: string; value: string }>).map((r) => [r.key, r.value]))
+      },
+      async close() {
+        db.close()
+      },
+    }
+  },
 })

@@ -2,7 +2,8 @@ import type pg from 'pg'
 
 /**
  * tidemark's tables in the owner's PostgreSQL database, in their own schema `tidemark`, created and
- * upgraded by numbered migrations (MIGRATIONS[n - 1] takes the schema from version n - 1 to n).
+ * upgraded by numbered migrations (MIGRATIONS[n - 1] takes the schema from version n - 1 to n; the
+ * version is the list's length).
  * docs/postgres.md explains the design; in short:
  *
  * - pending: what owners' transactions write (the API and capture triggers). No seq yet: `xid` is
@@ -15,7 +16,6 @@ import type pg from 'pg'
  *   the indexer, exact as of feeds.digest_seq. Keys sort with COLLATE "C" (UTF-8 byte order, as
  *   SQLite's BINARY and protocol/key-order.ts).
  */
-export const SCHEMA_VERSION = 1
 
 export const OP_UPSERT = 1
 export const OP_DELETE = 2
@@ -76,26 +76,31 @@ CREATE TABLE tidemark.digest (
 `,
 ]
 
-/** Migrations run under this advisory lock, so that servers starting together do not race. */
-const MIGRATE_LOCK = 'SELECT pg_advisory_xact_lock(0, hashtext(\'tidemark.migrate\'))'
+/** Creates or upgrades the source's tables; refuses a schema newer than this tidemark knows. */
+export function migrate(client: pg.ClientBase): Promise<void> {
+  return runMigrations(client, 'schema', MIGRATIONS, 'tidemark schema')
+}
 
-/** Creates or upgrades tidemark's schema; refuses a schema newer than this tidemark knows. */
-export async function migrate(client: pg.ClientBase): Promise<void> {
+/**
+ * Runs the migrations `list` above the version recorded under `key` in tidemark.meta, in one
+ * transaction under an advisory lock, so that servers starting together do not race.
+ */
+export async function runMigrations(client: pg.ClientBase, key: string, list: string[], what: string): Promise<void> {
   await client.query('BEGIN')
   try {
-    await client.query(MIGRATE_LOCK)
+    await client.query(`SELECT pg_advisory_xact_lock(0, hashtext('tidemark.migrate'))`)
     await client.query('CREATE SCHEMA IF NOT EXISTS tidemark')
     await client.query('CREATE TABLE IF NOT EXISTS tidemark.meta (name text PRIMARY KEY, value text NOT NULL)')
-    const { rows } = await client.query<{ value: string }>(`SELECT value FROM tidemark.meta WHERE name = 'schema'`)
+    const { rows } = await client.query<{ value: string }>('SELECT value FROM tidemark.meta WHERE name = $1', [key])
     const version = rows[0] ? Number(rows[0].value) : 0
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`this database has tidemark schema ${version}; this tidemark knows up to ${SCHEMA_VERSION}: upgrade tidemark`)
+    if (version > list.length) {
+      throw new Error(`this database has ${what} ${version}; this tidemark knows up to ${list.length}: upgrade tidemark`)
     }
-    for (let v = version + 1; v <= SCHEMA_VERSION; v++) await client.query(MIGRATIONS[v - 1] as string)
-    await client.query(
-      `INSERT INTO tidemark.meta (name, value) VALUES ('schema', $1) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
-      [String(SCHEMA_VERSION)],
-    )
+    for (let v = version + 1; v <= list.length; v++) await client.query(list[v - 1] as string)
+    await client.query('INSERT INTO tidemark.meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value', [
+      key,
+      String(list.length),
+    ])
     await client.query('COMMIT')
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {})

@@ -6,13 +6,13 @@ import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.j
 import { bucketOf } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import type { Change, Seq, StateRow } from '../../protocol/types.js'
-import { LIMITS } from '../../protocol/limits.js'
 import type { ApplyHook, BootstrapProgress, ClaimOptions, ReplicaState, ReplicaStore } from '../replica-store.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { openDatabase, translateError } from './database.js'
 import { DigestDeltas, FOLD_AT, ReplicaDigest, rowHashHex } from './replica-digest.js'
-import { checkLease, DEFAULT_LEASE_MS, describeOwner, type LeaseOwner } from './replica-lease.js'
+import { checkLease, DEFAULT_LEASE_MS, describeOwner } from './replica-lease.js'
 import { migrateReplica } from './replica-schema.js'
+import { changeText, checkReplicaName, checkUpTo, ownerOf, progressOf, rowText, toState, type ReplicaRow } from '../replica-row.js'
 
 /** Rows read per page when diffing two generations, and deleted per transaction by the garbage collector. */
 const DIFF_PAGE = 1000
@@ -30,27 +30,6 @@ export interface SqliteReplicaStoreOptions {
   digestFoldAt?: number
 }
 
-interface ReplicaRow {
-  name: string
-  feed: string
-  source: string
-  epoch: string | null
-  seq: number
-  gen: number
-  keys: number
-  bootstrap: string | null
-  bootstrap_keys: number
-  previous_gen: number | null
-  applied_at: number | null
-  source_head: number
-  source_head_at: number | null
-  behind_since: number | null
-  owner_id: string | null
-  owner_pid: number | null
-  owner_host: string | null
-  owner_expires: number | null
-  created_at: number
-}
 
 interface DataRow {
   key: string
@@ -678,63 +657,13 @@ class GenCursor {
 }
 
 
-/** `data`'s JSON text as the source sent it (kept by StoredChange), or serialized; null for a delete. */
-function changeText(c: Change): string | null {
-  if (c.op === 'delete') return null
-  if (c.op !== 'upsert') throw new BadRequestError(`change ${c.seq} (key ${JSON.stringify(c.key)}) has an unknown op ${JSON.stringify(c.op)}`)
-  const text = (c as Partial<StoredChange>).dataText
-  if (typeof text === 'string') return text
-  if (c.data === undefined) throw new BadRequestError(`change ${c.seq} (key ${JSON.stringify(c.key)}) is an upsert without data`)
-  return JSON.stringify(c.data)
-}
 
-function rowText(r: StateRow): string | null {
-  const text = (r as Partial<StoredRow>).dataText
-  if (typeof text === 'string') return text
-  if (r.deleted || r.data === undefined) return null
-  return JSON.stringify(r.data)
-}
 
-function checkUpTo(c: Change, upTo: Seq): void {
-  if (c.seq > upTo) {
-    throw new BadRequestError(`change ${c.seq} is above the position ${upTo} it is applied up to: pass whole source transactions`)
-  }
-}
 
-function checkReplicaName(name: unknown): void {
-  if (typeof name !== 'string' || !LIMITS.feedName.test(name)) {
-    throw new BadRequestError(
-      `invalid replica name ${JSON.stringify(name)}: use 1–64 letters, digits, "_", "-" or "." (not first)`,
-    )
-  }
-}
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
 }
 
-function ownerOf(r: ReplicaRow): LeaseOwner | null {
-  if (r.owner_id === null) return null
-  return { id: r.owner_id, pid: r.owner_pid ?? 0, host: r.owner_host ?? '', expires: r.owner_expires ?? 0 }
-}
 
-function progressOf(r: ReplicaRow): BootstrapProgress | null {
-  return r.bootstrap === null ? null : (JSON.parse(r.bootstrap) as BootstrapProgress)
-}
 
-function toState(r: ReplicaRow): ReplicaState {
-  return {
-    name: r.name,
-    feed: r.feed,
-    source: r.source,
-    epoch: r.epoch,
-    seq: r.seq,
-    gen: r.gen,
-    keys: r.keys,
-    bootstrap: progressOf(r),
-    appliedAt: r.applied_at,
-    sourceHead: r.source_head,
-    sourceHeadAt: r.source_head_at,
-    behindSince: r.behind_since,
-  }
-}

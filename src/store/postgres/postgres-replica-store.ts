@@ -1,0 +1,574 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import type pg from 'pg'
+import { applyDelta, type BucketDelta } from '../../digest/fold.js'
+import { bucketOf, bufferToHash, hashToBuffer, rowHash } from '../../digest/row-hash.js'
+import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
+import { StoredChange, StoredRow } from '../../protocol/encoded.js'
+import { compareKeys } from '../../protocol/key-order.js'
+import type { Change, Seq, StateRow } from '../../protocol/types.js'
+import type { ApplyHook, BootstrapProgress, ClaimOptions, ReplicaState, ReplicaStore } from '../replica-store.js'
+import { checkLease, DEFAULT_LEASE_MS, describeOwner } from '../sqlite/replica-lease.js'
+import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
+import { createPool, inTransaction, redactUrl, translatePgError } from './connection.js'
+import { migrateReplica } from './replica-schema.js'
+import { changeText, checkReplicaName, checkUpTo, ownerOf, progressOf, rowText, toState, type ReplicaRow } from '../replica-row.js'
+
+const DIFF_PAGE = 1000
+const GC_CHUNK = 10_000
+
+export interface PostgresReplicaStoreOptions {
+  logger?: Logger
+  /** The clock, ms since the Unix epoch (leases, lag bookkeeping, synthetic changes). */
+  clock?: () => number
+  /** Connections in the store's own pool (default 4; `attach` uses the consumer's pool). */
+  poolSize?: number
+}
+
+
+interface DataRow {
+  key: string
+  seq: number
+  data: string
+}
+
+const R = 'tidemark.replica_replicas'
+const W = 'tidemark.replica_rows'
+const D = 'tidemark.replica_digest'
+
+/**
+ * The replica side of the store port on PostgreSQL: the consumer's copy of one or more feeds in
+ * its own database. Every write is one transaction on one pooled connection; `apply` runs the
+ * projection hook on that very connection (the hook's `tx`), so the consumer's tables, the copy,
+ * the digest and the checkpoint commit together or not at all. The semantics are the SQLite
+ * replica store's (src/store/sqlite/sqlite-replica-store.ts), which documents them in full.
+ */
+export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
+  readonly location: string
+  private readonly logger: Logger
+  private readonly clock: () => number
+  private readonly ownerId = randomBytes(8).toString('hex')
+  private readonly host = hostname()
+  private readonly claims = new Map<string, number>()
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    location: string,
+    private readonly ownsPool: boolean,
+    options: PostgresReplicaStoreOptions,
+  ) {
+    this.location = location
+    this.logger = options.logger ?? silentLogger
+    this.clock = options.clock ?? Date.now
+  }
+
+  static async open(url: string, options: PostgresReplicaStoreOptions = {}): Promise<PostgresReplicaStore> {
+    const pool = createPool(url, { max: options.poolSize ?? 4 })
+    try {
+      await PostgresReplicaStore.migrate(pool)
+    } catch (error) {
+      await pool.end().catch(() => {})
+      throw translatePgError(error, redactUrl(url))
+    }
+    return new PostgresReplicaStore(pool, redactUrl(url), true, options)
+  }
+
+  /** Uses the consumer's own pool; `close()` releases the claims and leaves the pool open. */
+  static async attach(pool: pg.Pool, options: Omit<PostgresReplicaStoreOptions, 'poolSize'> = {}): Promise<PostgresReplicaStore> {
+    await PostgresReplicaStore.migrate(pool)
+    const o = pool.options
+    return new PostgresReplicaStore(pool, `postgres://${o.user ?? ''}@${o.host ?? 'localhost'}:${o.port ?? 5432}/${o.database ?? ''}`, false, options)
+  }
+
+  private static async migrate(pool: pg.Pool): Promise<void> {
+    const client = await pool.connect()
+    try {
+      await migrateReplica(client)
+    } finally {
+      client.release()
+    }
+  }
+
+  // ── claims ────────────────────────────────────────────────────────────────────────────────────
+
+  async claim(name: string, feed: string, source: string, options: ClaimOptions = {}): Promise<ReplicaState> {
+    checkReplicaName(name)
+    const { force = false, leaseMs = DEFAULT_LEASE_MS } = options
+    if (!Number.isSafeInteger(leaseMs) || leaseMs < 1) throw new BadRequestError(`a lease must last a positive number of ms, got ${leaseMs}`)
+    const row = await this.write(async (client): Promise<ReplicaRow> => {
+      const now = this.clock()
+      const me = [this.ownerId, process.pid, this.host, now + leaseMs]
+      const r = await this.row(client, name, true)
+      if (r === undefined) {
+        await client.query(
+          `INSERT INTO ${R} (name, feed, source, owner_id, owner_pid, owner_host, owner_expires, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+          [name, feed, source, ...me, now],
+        )
+        this.logger.info({ replica: name, feed, source }, `new replica "${name}" of feed "${feed}" at ${source}`)
+        return (await this.row(client, name)) as ReplicaRow
+      }
+      const previous = ownerOf(r)
+      const lease = checkLease(previous, this.ownerId, now, this.host)
+      if (lease.holder !== null) {
+        throw new ConflictError(`replica "${name}" in ${this.location} is being replicated by ${describeOwner(lease.holder)}: stop it first`)
+      }
+      if (r.feed !== feed || r.source !== source) {
+        const bound = `feed "${r.feed}" from ${r.source}`
+        if (!force) {
+          throw new ConflictError(
+            `replica "${name}" in ${this.location} copies ${bound}, not feed "${feed}" from ${source}: ` +
+              'use another replica name, or force the claim to rebind it (it will re-bootstrap)',
+          )
+        }
+        await client.query(
+          `UPDATE ${R} SET feed = $1, source = $2, epoch = NULL, seq = 0, gen = 0, keys = 0, bootstrap = NULL, bootstrap_keys = 0,
+             previous_gen = CASE WHEN gen > 0 THEN gen ELSE previous_gen END,
+             source_head = 0, source_head_at = NULL, behind_since = NULL WHERE name = $3`,
+          [feed, source, name],
+        )
+        this.logger.warn({ replica: name, feed, source }, `replica "${name}" rebound from ${bound} to feed "${feed}" from ${source}: it will re-bootstrap`)
+      }
+      if (lease.takeover !== null && previous !== null) {
+        this.logger.warn(
+          { replica: name, pid: previous.pid, host: previous.host, reason: lease.takeover },
+          `replica "${name}": taking over from pid ${previous.pid} on host ${previous.host}`,
+        )
+      }
+      await client.query(`UPDATE ${R} SET owner_id = $1, owner_pid = $2, owner_host = $3, owner_expires = $4 WHERE name = $5`, [...me, name])
+      return (await this.row(client, name)) as ReplicaRow
+    })
+    this.claims.set(name, leaseMs)
+    return toState(row)
+  }
+
+  async renew(name: string): Promise<void> {
+    const leaseMs = this.claims.get(name) ?? DEFAULT_LEASE_MS
+    const n = await this.guard(() => this.pool.query(`UPDATE ${R} SET owner_expires = $1 WHERE name = $2 AND owner_id = $3`, [this.clock() + leaseMs, name, this.ownerId]))
+    if (n.rowCount === 0) throw await this.lostClaim(name)
+  }
+
+  async release(name: string): Promise<void> {
+    await this.guard(() =>
+      this.pool.query(`UPDATE ${R} SET owner_id = NULL, owner_pid = NULL, owner_host = NULL, owner_expires = NULL WHERE name = $1 AND owner_id = $2`, [
+        name,
+        this.ownerId,
+      ]),
+    )
+    this.claims.delete(name)
+  }
+
+  // ── reading ───────────────────────────────────────────────────────────────────────────────────
+
+  async state(name: string): Promise<ReplicaState | null> {
+    const r = await this.guard(() => this.row(this.pool, name))
+    return r === undefined ? null : toState(r)
+  }
+
+  async list(): Promise<ReplicaState[]> {
+    return (await this.guard(() => this.pool.query<ReplicaRow>(`SELECT * FROM ${R} ORDER BY name`))).rows.map(toState)
+  }
+
+  async get(name: string, key: string): Promise<StateRow | undefined> {
+    const { rows } = await this.guard(() =>
+      this.pool.query<DataRow>('SELECT key, seq, data FROM tidemark.replica_current WHERE name = $1 AND key = $2', [name, key]),
+    )
+    const r = rows[0]
+    if (r === undefined) {
+      await this.known(name)
+      return undefined
+    }
+    return new StoredRow(r.key, r.seq, r.data)
+  }
+
+  async rows(name: string, after: string | null, limit: number): Promise<StateRow[]> {
+    const { rows } = await this.guard(() =>
+      this.pool.query<DataRow>('SELECT key, seq, data FROM tidemark.replica_current WHERE name = $1 AND key > $2 ORDER BY key LIMIT $3', [
+        name,
+        after ?? '',
+        limit,
+      ]),
+    )
+    if (rows.length === 0) await this.known(name)
+    return rows.map((r) => new StoredRow(r.key, r.seq, r.data))
+  }
+
+  async digestLeaves(name: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
+    return this.guard(() =>
+      inTransaction(
+        this.pool,
+        async (client) => {
+          const r = await this.known(name, client)
+          const { rows } = await client.query<{ bucket: number; count: number; sum: Buffer }>(
+            `SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2 AND count > 0 ORDER BY bucket`,
+            [name, r.gen],
+          )
+          return { seq: r.seq, leaves: rows.map((l) => ({ bucket: l.bucket, count: l.count, sum: bufferToHash(l.sum) })) }
+        },
+        'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+      ),
+    )
+  }
+
+  // ── bootstrap ─────────────────────────────────────────────────────────────────────────────────
+
+  async beginBootstrap(name: string, epoch: string, s0: Seq): Promise<BootstrapProgress> {
+    return this.write(async (client) => {
+      const r = await this.owned(client, name)
+      const { rows } = await client.query<{ gen: number | null }>(`SELECT max(gen) AS gen FROM ${W} WHERE name = $1`, [name])
+      const gen = Math.max(r.gen, progressOf(r)?.gen ?? 0, r.previous_gen ?? 0, rows[0]?.gen ?? 0) + 1
+      await client.query(`DELETE FROM ${W} WHERE name = $1 AND gen = $2`, [name, gen])
+      await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen = $2`, [name, gen])
+      const progress: BootstrapProgress = { gen, epoch, s0, afterKey: null, snapshotDone: false, readHead: s0, seq: s0, startedAt: this.clock() }
+      await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = 0 WHERE name = $2`, [JSON.stringify(progress), name])
+      return progress
+    })
+  }
+
+  async writeSnapshotChunk(name: string, rows: StateRow[], progress: { afterKey: string | null; readHead: Seq; done: boolean }): Promise<void> {
+    await this.write(async (client) => {
+      const r = await this.owned(client, name)
+      const p = bootstrapping(r)
+      const w = new GenWriter(client, name, p.gen, true)
+      await w.load(rows.map((row) => row.key))
+      for (const row of rows) w.write(row.key, row.seq, rowText(row))
+      await w.flush()
+      p.afterKey = progress.afterKey
+      p.readHead = Math.max(p.readHead, progress.readHead)
+      p.snapshotDone = progress.done
+      await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = bootstrap_keys + $2 WHERE name = $3`, [JSON.stringify(p), w.keysDelta, name])
+    })
+  }
+
+  async applyToBootstrap(name: string, changes: Change[], upTo: Seq): Promise<void> {
+    await this.write(async (client) => {
+      const r = await this.owned(client, name)
+      const p = bootstrapping(r)
+      const w = new GenWriter(client, name, p.gen, true)
+      const fresh = changes.filter((c) => c.seq > p.seq)
+      await w.load(fresh.map((c) => c.key))
+      for (const c of fresh) {
+        checkUpTo(c, upTo)
+        w.write(c.key, c.seq, changeText(c))
+      }
+      await w.flush()
+      p.seq = Math.max(p.seq, upTo)
+      await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = bootstrap_keys + $2 WHERE name = $3`, [JSON.stringify(p), w.keysDelta, name])
+    })
+  }
+
+  async finishBootstrap(name: string, hook?: ApplyHook<pg.ClientBase>): Promise<ReplicaState> {
+    const row = await this.write(async (client) => {
+      const r = await this.owned(client, name)
+      const p = bootstrapping(r)
+      if (!p.snapshotDone || p.seq < p.readHead) {
+        throw new BadRequestError(
+          `the bootstrap of replica "${name}" is not complete (snapshot ${p.snapshotDone ? 'done' : `copied up to key ${JSON.stringify(p.afterKey)}`}, ` +
+            `log applied to ${p.seq} of at least ${p.readHead}): finish copying before making it current`,
+        )
+      }
+      if (hook) await this.diff(client, name, r.gen === 0 ? (r.previous_gen ?? 0) : r.gen, p, hook)
+      const now = this.clock()
+      const { rows } = await client.query<ReplicaRow>(
+        `UPDATE ${R} SET gen = $1, epoch = $2, seq = $3, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, previous_gen = NULL,
+           applied_at = $4, source_head = greatest(source_head, $3),
+           behind_since = CASE WHEN $3 >= source_head THEN NULL ELSE coalesce(behind_since, $4) END
+         WHERE name = $5 RETURNING *`,
+        [p.gen, p.epoch, p.seq, now, name],
+      )
+      return rows[0] as ReplicaRow
+    })
+    this.logger.info({ replica: name, gen: row.gen, seq: row.seq, keys: row.keys }, `replica "${name}" is now at seq ${row.seq} (generation ${row.gen})`)
+    return toState(row)
+  }
+
+  /** The hook sees the difference between generation `from` and the new one, walked in key order. */
+  private async diff(client: pg.ClientBase, name: string, from: number, p: BootstrapProgress, hook: ApplyHook<pg.ClientBase>): Promise<void> {
+    const old = new GenCursor(client, name, from)
+    const cur = new GenCursor(client, name, p.gen)
+    const ts = this.clock()
+    for (;;) {
+      const o = await old.peek()
+      const n = await cur.peek()
+      if (o === undefined && n === undefined) return
+      const order = o === undefined ? 1 : n === undefined ? -1 : compareKeys(o.key, n.key)
+      if (order < 0) {
+        old.next()
+        await runHook(hook, new StoredChange(p.seq, (o as DataRow).key, 'delete', p.seq, ts, null), client)
+        continue
+      }
+      const row = n as DataRow
+      cur.next()
+      if (order === 0) old.next()
+      if (order > 0 || (o as DataRow).seq !== row.seq) await runHook(hook, new StoredChange(row.seq, row.key, 'upsert', p.seq, ts, row.data), client)
+    }
+  }
+
+  async collectGarbage(name: string): Promise<number> {
+    let total = 0
+    for (;;) {
+      const n = await this.write(async (client) => {
+        const r = await this.owned(client, name)
+        const keep = [r.gen, progressOf(r)?.gen ?? r.gen, r.previous_gen ?? r.gen]
+        const { rows } = await client.query<{ gen: number }>(`SELECT gen FROM ${W} WHERE name = $1 AND gen <> ALL($2::int[]) LIMIT 1`, [name, keep])
+        const gen = rows[0]?.gen
+        if (gen === undefined) {
+          await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen <> ALL($2::int[])`, [name, keep])
+          return 0
+        }
+        const deleted = await client.query(
+          `DELETE FROM ${W} WHERE name = $1 AND gen = $2 AND key IN (SELECT key FROM ${W} WHERE name = $1 AND gen = $2 ORDER BY key LIMIT $3)`,
+          [name, gen, GC_CHUNK],
+        )
+        return deleted.rowCount ?? 0
+      })
+      if (n === 0) break
+      total += n
+    }
+    return total
+  }
+
+  // ── live ──────────────────────────────────────────────────────────────────────────────────────
+
+  async apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<pg.ClientBase>): Promise<ReplicaState> {
+    const row = await this.write(async (client) => {
+      const r = await this.owned(client, name)
+      if (r.gen === 0) throw new BadRequestError(`replica "${name}" in ${this.location} has no copy yet: bootstrap it before applying changes`)
+      const w = new GenWriter(client, name, r.gen, false)
+      const fresh = changes.filter((c) => c.seq > r.seq)
+      await w.load(fresh.map((c) => c.key))
+      for (const c of fresh) {
+        checkUpTo(c, upTo)
+        if (w.write(c.key, c.seq, changeText(c)) && hook) await runHook(hook, c, client)
+      }
+      await w.flush()
+      const seq = Math.max(r.seq, upTo)
+      const now = this.clock()
+      const { rows } = await client.query<ReplicaRow>(
+        `UPDATE ${R} SET seq = $1, keys = keys + $2, applied_at = $3, source_head = greatest(source_head, $1),
+           behind_since = CASE WHEN $1 >= source_head THEN NULL ELSE coalesce(behind_since, $4) END
+         WHERE name = $5 RETURNING *`,
+        [seq, w.keysDelta, seq > r.seq ? now : r.applied_at, now, name],
+      )
+      return rows[0] as ReplicaRow
+    })
+    return toState(row)
+  }
+
+  async noteSourceHead(name: string, head: Seq): Promise<void> {
+    const now = this.clock()
+    const n = await this.guard(() =>
+      this.pool.query(
+        `UPDATE ${R} SET source_head = greatest(source_head, $1), source_head_at = $2,
+           behind_since = CASE WHEN greatest(source_head, $1) > seq THEN coalesce(behind_since, $2) ELSE NULL END
+         WHERE name = $3 AND owner_id = $4`,
+        [head, now, name, this.ownerId],
+      ),
+    )
+    if (n.rowCount === 0) throw await this.lostClaim(name)
+  }
+
+  async close(): Promise<void> {
+    for (const name of [...this.claims.keys()]) {
+      try {
+        await this.release(name)
+      } catch (error) {
+        this.logger.warn({ replica: name, err: error }, `replica "${name}": could not release the claim`)
+      }
+    }
+    if (this.ownsPool) await this.pool.end()
+  }
+
+  // ── helpers ───────────────────────────────────────────────────────────────────────────────────
+
+  private write<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.guard(() => inTransaction(this.pool, fn))
+  }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (error) {
+      throw translatePgError(error, this.location)
+    }
+  }
+
+  private async row(db: pg.Pool | pg.ClientBase, name: string, lock = false): Promise<ReplicaRow | undefined> {
+    return (await db.query<ReplicaRow>(`SELECT * FROM ${R} WHERE name = $1${lock ? ' FOR UPDATE' : ''}`, [name])).rows[0]
+  }
+
+  /** The replica's row, locked, when this store instance holds its claim. */
+  private async owned(client: pg.ClientBase, name: string): Promise<ReplicaRow> {
+    const r = await this.row(client, name, true)
+    if (r === undefined || r.owner_id !== this.ownerId) throw await this.lostClaim(name, r)
+    return r
+  }
+
+  private async lostClaim(name: string, known?: ReplicaRow): Promise<Error> {
+    const r = known ?? (await this.row(this.pool, name))
+    if (r === undefined) return new BadRequestError(`no replica "${name}" in ${this.location}: claim it first`)
+    if (!this.claims.has(name)) return new ConflictError(`replica "${name}" in ${this.location} is not claimed by this replicator: claim it before writing`)
+    const owner = ownerOf(r)
+    return new ConflictError(
+      `lost the claim on replica "${name}" in ${this.location}` +
+        (owner ? `: it is now replicated by ${describeOwner(owner)}` : ': it was released') +
+        '; this replicator stops so that only one process writes the replica',
+    )
+  }
+
+  private async known(name: string, db: pg.Pool | pg.ClientBase = this.pool): Promise<ReplicaRow> {
+    const r = await this.row(db, name)
+    if (r === undefined) throw new BadRequestError(`no replica "${name}" in ${this.location}: list them with \`tidemark status\``)
+    return r
+  }
+}
+
+interface Version {
+  seq: number
+  hash: bigint | null
+  data: string | null
+  /** false: the key has no row (never had, or deleted without a tombstone). */
+  present: boolean
+  dirty: boolean
+}
+
+/**
+ * Writes versions into one generation inside the caller's transaction, higher seq wins: the keys'
+ * current versions are read in one query (`load`), decided in memory, and written back with one
+ * upsert, one delete and one digest update (`flush`), so a batch costs a few round trips whatever
+ * its size.
+ */
+class GenWriter {
+  keysDelta = 0
+  private readonly versions = new Map<string, Version>()
+  private readonly deltas = new Map<number, BucketDelta>()
+
+  constructor(
+    private readonly client: pg.ClientBase,
+    private readonly name: string,
+    private readonly gen: number,
+    /** Keep deletes as tombstones (while bootstrapping: an older snapshot row must not revive the key). */
+    private readonly tombstones: boolean,
+  ) {}
+
+  async load(keys: string[]): Promise<void> {
+    if (keys.length === 0) return
+    const { rows } = await this.client.query<{ key: string; seq: number; hash: Buffer | null; data: string | null }>(
+      `SELECT key, seq, hash, data FROM ${W} WHERE name = $1 AND gen = $2 AND key = ANY($3::text[])`,
+      [this.name, this.gen, [...new Set(keys)]],
+    )
+    for (const r of rows) this.versions.set(r.key, { seq: r.seq, hash: r.hash ? bufferToHash(r.hash) : null, data: r.data, present: true, dirty: false })
+  }
+
+  /** Takes the version when it is newer than the one held (or there is none); says whether it did. */
+  write(key: string, seq: Seq, text: string | null): boolean {
+    const cur = this.versions.get(key)
+    if (cur?.present && cur.seq >= seq) return false
+    const h = text === null ? null : rowHash(key, seq, text)
+    const present = text !== null || this.tombstones
+    this.versions.set(key, { seq, hash: h, data: text, present, dirty: true })
+    const old = cur?.present ? cur.hash : null
+    const bucket = bucketOf(key)
+    if (old !== null || h !== null) {
+      let d = this.deltas.get(bucket)
+      if (!d) this.deltas.set(bucket, (d = { count: 0, sum: 0n, neg: 0n }))
+      if (old !== null) {
+        d.count -= 1
+        d.neg += old
+        this.keysDelta -= 1
+      }
+      if (h !== null) {
+        d.count += 1
+        d.sum += h
+        this.keysDelta += 1
+      }
+    }
+    return true
+  }
+
+  async flush(): Promise<void> {
+    const up: Array<[string, Version]> = []
+    const gone: string[] = []
+    for (const [key, v] of this.versions) {
+      if (!v.dirty) continue
+      if (v.present) up.push([key, v])
+      else gone.push(key)
+    }
+    if (up.length > 0) {
+      await this.client.query(
+        `INSERT INTO ${W} (name, gen, key, seq, data, hash)
+         SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::bytea[])
+         ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash`,
+        [this.name, this.gen, up.map(([k]) => k), up.map(([, v]) => v.seq), up.map(([, v]) => v.data), up.map(([, v]) => (v.hash === null ? null : hashToBuffer(v.hash)))],
+      )
+    }
+    if (gone.length > 0) await this.client.query(`DELETE FROM ${W} WHERE name = $1 AND gen = $2 AND key = ANY($3::text[])`, [this.name, this.gen, gone])
+    if (this.deltas.size === 0) return
+    const buckets = [...this.deltas.keys()]
+    const { rows } = await this.client.query<{ bucket: number; count: number; sum: Buffer }>(
+      `SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2 AND bucket = ANY($3::int[])`,
+      [this.name, this.gen, buckets],
+    )
+    const current = new Map(rows.map((r) => [r.bucket, { count: r.count, sum: bufferToHash(r.sum) }]))
+    const next = buckets.map((b) => applyDelta(current.get(b), this.deltas.get(b) as BucketDelta))
+    await this.client.query(
+      `INSERT INTO ${D} (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])
+       ON CONFLICT (name, gen, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum`,
+      [this.name, this.gen, buckets, next.map((n) => n.count), next.map((n) => hashToBuffer(n.sum))],
+    )
+  }
+}
+
+/** Reads one generation's live rows in key order, a page at a time. */
+class GenCursor {
+  private page: DataRow[] = []
+  private i = 0
+  private after = ''
+  private done = false
+
+  constructor(
+    private readonly client: pg.ClientBase,
+    private readonly name: string,
+    private readonly gen: number,
+  ) {}
+
+  async peek(): Promise<DataRow | undefined> {
+    if (this.i < this.page.length) return this.page[this.i]
+    if (this.done) return undefined
+    this.page = (
+      await this.client.query<DataRow>(
+        `SELECT key, seq, data FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND data IS NOT NULL ORDER BY key LIMIT $4`,
+        [this.name, this.gen, this.after, DIFF_PAGE],
+      )
+    ).rows
+    this.i = 0
+    if (this.page.length < DIFF_PAGE) this.done = true
+    const last = this.page[this.page.length - 1]
+    if (last !== undefined) this.after = last.key
+    return this.page[0]
+  }
+
+  next(): void {
+    this.i++
+  }
+}
+
+async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: pg.ClientBase): Promise<void> {
+  try {
+    await hook(change, client)
+  } catch (error) {
+    throw new ApplyFailedError(change.seq, change.key, error)
+  }
+}
+
+
+
+
+
+function bootstrapping(r: ReplicaRow): BootstrapProgress {
+  const p = progressOf(r)
+  if (p === null) throw new BadRequestError(`replica "${r.name}" has no bootstrap in progress: begin one first`)
+  return p
+}
+
+
+
