@@ -1,5 +1,6 @@
 import { isPostgresUrl } from './postgres/url.js'
 import { SqliteSourceStore } from './sqlite/sqlite-source-store.js'
+import type { ReplicaStore } from './replica-store.js'
 import type { Logger, SourceStore } from './store.js'
 
 export interface OpenStoreOptions {
@@ -20,6 +21,22 @@ export async function openSourceStore(location: string, options: OpenStoreOption
   }
   return SqliteSourceStore.open(location, {
     create: options.create ?? false,
+    ...(options.logger ? { logger: options.logger } : {}),
+  })
+}
+
+/**
+ * Opens a replica store by location: a `postgres://` URL (tidemark's replica tables in that
+ * database) or a SQLite file path (created when missing unless `create: false`).
+ */
+export async function openReplicaStore(location: string, options: OpenStoreOptions = {}): Promise<ReplicaStore> {
+  if (isPostgresUrl(location)) {
+    const { PostgresReplicaStore } = await import('./postgres/postgres-replica-store.js')
+    return PostgresReplicaStore.open(location, options.logger ? { logger: options.logger } : {})
+  }
+  const { SqliteReplicaStore } = await import('./sqlite/sqlite-replica-store.js')
+  return SqliteReplicaStore.open(location, {
+    create: options.create ?? true,
     ...(options.logger ? { logger: options.logger } : {}),
   })
 }

@@ -1,5 +1,5 @@
 import { isTidemarkError, type ErrorCode } from '../../errors.js'
-import type { SqliteReplicaStore } from '../../store/sqlite/sqlite-replica-store.js'
+import type { ReplicaStore } from '../../store/replica-store.js'
 import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import type { Registrar } from '../cli.js'
@@ -19,10 +19,10 @@ interface ReplicateOptions {
 export const registerReplicate: Registrar = (program, cli) => {
   program
     .command('replicate')
-    .description('keep a replica of a feed in a SQLite file: bootstrap when needed, then follow the feed live')
+    .description('keep a replica of a feed in a SQLite file or a PostgreSQL database: bootstrap when needed, then follow the feed live')
     .argument('<url>', "the feed server's URL, e.g. http://127.0.0.1:7480")
     .argument('<feed>', 'feed name')
-    .requiredOption('--into <db>', 'SQLite file of the replica (created when missing; may be your service\'s own database)')
+    .requiredOption('--into <db>', 'SQLite file (created when missing) or postgres:// URL of the replica; may be your service\'s own database')
     .option('--token <token>', 'bearer token for the feed server (default: $TIDEMARK_TOKEN)')
     .option('--name <name>', "the replica's name in the file (default: the feed's name)")
     .option('--force', 'take over a replica of this name that copies another feed or source (it re-bootstraps)')
@@ -46,12 +46,12 @@ ${examples([
       const stop = stopSignal(cli.note.bind(cli))
       const log = cli.logger('replica')
       let source: HttpFeedSource | undefined
-      let store: SqliteReplicaStore | undefined
+      let store: ReplicaStore | undefined
       try {
         // Loaded here so that the other commands do not pay for undici.
-        const [{ HttpFeedSource }, { SqliteReplicaStore }, { createReplica }] = await Promise.all([
+        const [{ HttpFeedSource }, { openReplicaStore }, { createReplica }] = await Promise.all([
           import('../../transport/http/http-feed-source.js'),
-          import('../../store/sqlite/sqlite-replica-store.js'),
+          import('../../store/open.js'),
           import('../../replica/replica.js'),
         ])
         const token = options.token ?? nonEmpty(process.env.TIDEMARK_TOKEN)
@@ -61,7 +61,7 @@ ${examples([
         void stop.signalled.then((signal) => aborted.abort(signal))
         await checkSource(source, feed, aborted.signal)
         if (aborted.signal.aborted) return
-        store = SqliteReplicaStore.open(options.into, { create: true, logger: cli.logger('store') })
+        store = await openReplicaStore(options.into, { create: true, logger: cli.logger('store') })
         const replica = createReplica({
           source,
           feed,
@@ -70,7 +70,7 @@ ${examples([
           // Said once the claim is taken, so that a refused start prints nothing but its error.
           onPhase: ({ from, to }) => {
             if (from === 'idle' && (to === 'bootstrapping' || to === 'catching-up')) {
-              cli.note(`tidemark replicating feed "${feed}" from ${description} into ${options.into} as replica "${options.name ?? feed}"`)
+              cli.note(`tidemark replicating feed "${feed}" from ${description} into ${store?.location ?? options.into} as replica "${options.name ?? feed}"`)
             }
           },
           ...(options.name !== undefined ? { name: options.name } : {}),
