@@ -3,7 +3,9 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { BadRequestError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
 import { bufferToHash } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
-import type { FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
+import { BUCKETS } from '../../protocol/digest-wire.js'
+import { LIMITS } from '../../protocol/limits.js'
+import type { BucketList, DigestEntry, FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
 import { checkFeedName } from '../../source/validate.js'
 import {
   silentLogger,
@@ -77,6 +79,8 @@ export class SqliteSourceStore implements SourceStore {
     row: Statement
     head: Statement
     stateSeq: Statement
+    leaf: Statement
+    bucketRows: Statement
   }
 
   static open(path: string, options: SqliteSourceStoreOptions = {}): SqliteSourceStore {
@@ -109,6 +113,9 @@ export class SqliteSourceStore implements SourceStore {
       row: db.prepare('SELECT key, seq, data FROM tidemark_state WHERE feed = ? AND key = ?'),
       head: db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck(),
       stateSeq: db.prepare('SELECT digest_seq FROM tidemark_feeds WHERE name = ?').pluck(),
+      leaf: db.prepare('SELECT count, sum FROM tidemark_digest WHERE feed = ? AND bucket = ?'),
+      // Named: without statistics the planner prefers walking the primary key in key order, a scan per bucket.
+      bucketRows: db.prepare('SELECT key, seq, dhash FROM tidemark_state INDEXED BY tidemark_state_bucket WHERE feed = ? AND bucket = ? ORDER BY key'),
     }
     this.marks = new RestoreMarks(db, db.memory ? undefined : `${db.name}-tidemark.json`)
     for (const feed of this.marks.check()) {
@@ -306,6 +313,29 @@ export class SqliteSourceStore implements SourceStore {
         }>
       ).map((r) => ({ bucket: r.bucket, count: r.count, sum: bufferToHash(r.sum) }))
       return { seq, leaves }
+    })()
+  }
+
+  async bucketEntries(feed: string, buckets: number[]): Promise<{ seq: Seq; minSeq: Seq; lists: BucketList[] }> {
+    if (buckets.length > LIMITS.bucketsPerRead) {
+      throw new BadRequestError(`read at most ${LIMITS.bucketsPerRead} buckets at a time, not ${buckets.length}`)
+    }
+    for (const b of buckets) {
+      if (!Number.isSafeInteger(b) || b < 0 || b >= BUCKETS) throw new BadRequestError(`bucket ${b} is not a bucket number (0 to ${BUCKETS - 1})`)
+    }
+    this.feedRow(feed)
+    this.indexer.catchUp(feed)
+    // One read transaction: every list and its count and sum are exact at the same digest_seq.
+    return this.db.transaction(() => {
+      const f = this.feedRow(feed)
+      const lists = buckets.map((bucket): BucketList => {
+        const leaf = this.stmt.leaf.get(feed, bucket) as { count: number; sum: Buffer } | undefined
+        const entries = (this.stmt.bucketRows.all(feed, bucket) as Array<{ key: string; seq: number; dhash: Buffer | null }>).map(
+          (r): DigestEntry => ({ key: r.key, seq: r.seq, hash: r.dhash === null ? null : bufferToHash(r.dhash) }),
+        )
+        return { bucket, count: leaf?.count ?? 0, sum: leaf ? bufferToHash(leaf.sum) : 0n, entries }
+      })
+      return { seq: f.digest_seq, minSeq: f.min_seq, lists }
     })()
   }
 
