@@ -104,6 +104,29 @@ describe('HttpFeedSource.digest and keys against the feed server', () => {
     assert.equal(page.nodes[0]?.node.count, 501)
   })
 
+  it('stops a listing at once when its signal is aborted', async () => {
+    const server = await fakeServer((_req, res) => {
+      v1Head(res, 200, 'ndjson', 'e1')
+      // The first line and one list, then nothing more: only the abort ends the wait.
+      res.write(`${JSON.stringify({ epoch: 'e1', seq: 9, minSeq: 1 })}\n{"b":7,"n":0,"s":"","e":[]}\n`)
+    })
+    const source = httpSource(server.url)
+    const controller = new AbortController()
+    const listing = await source.keys('f', { buckets: [7, 8], signal: controller.signal })
+    const seen: number[] = []
+    const reason = new Error('stopped by the test')
+    await assert.rejects(
+      (async () => {
+        for await (const list of listing.lists) {
+          seen.push(list.bucket)
+          controller.abort(reason)
+        }
+      })(),
+      (e) => e === reason,
+    )
+    assert.deepEqual(seen, [7])
+  })
+
   it('counts requests and the bytes of both ways, headers included: one root digest is under 2 KB', async () => {
     const real = await realServer()
     await fill(real.store, 'customers', 20_000)

@@ -1,7 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3'
 import { setTimeout as delay } from 'node:timers/promises'
 import { BadRequestError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
-import { bufferToHash } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { BUCKETS } from '../../protocol/digest-wire.js'
 import { LIMITS } from '../../protocol/limits.js'
@@ -79,6 +78,7 @@ export class SqliteSourceStore implements SourceStore {
     row: Statement
     head: Statement
     stateSeq: Statement
+    leaves: Statement
     leaf: Statement
     bucketRows: Statement
   }
@@ -113,9 +113,14 @@ export class SqliteSourceStore implements SourceStore {
       row: db.prepare('SELECT key, seq, data FROM tidemark_state WHERE feed = ? AND key = ?'),
       head: db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck(),
       stateSeq: db.prepare('SELECT digest_seq FROM tidemark_feeds WHERE name = ?').pluck(),
-      leaf: db.prepare('SELECT count, sum FROM tidemark_digest WHERE feed = ? AND bucket = ?'),
+      // Hashes are read as hex text: a string per row costs less than a Buffer, which counts with
+      // 65,536 leaves to read for a digest (see hexToHash).
+      leaves: db.prepare('SELECT bucket, count, hex(sum) AS sum FROM tidemark_digest WHERE feed = ? AND count > 0 ORDER BY bucket'),
+      leaf: db.prepare('SELECT count, hex(sum) AS sum FROM tidemark_digest WHERE feed = ? AND bucket = ?'),
       // Named: without statistics the planner prefers walking the primary key in key order, a scan per bucket.
-      bucketRows: db.prepare('SELECT key, seq, dhash FROM tidemark_state INDEXED BY tidemark_state_bucket WHERE feed = ? AND bucket = ? ORDER BY key'),
+      bucketRows: db.prepare(
+        'SELECT key, seq, CASE WHEN dhash IS NULL THEN NULL ELSE hex(dhash) END AS dhash FROM tidemark_state INDEXED BY tidemark_state_bucket WHERE feed = ? AND bucket = ? ORDER BY key',
+      ),
     }
     this.marks = new RestoreMarks(db, db.memory ? undefined : `${db.name}-tidemark.json`)
     for (const feed of this.marks.check()) {
@@ -306,12 +311,12 @@ export class SqliteSourceStore implements SourceStore {
     return this.db.transaction(() => {
       const seq = this.feedRow(feed).digest_seq
       const leaves = (
-        this.db.prepare('SELECT bucket, count, sum FROM tidemark_digest WHERE feed = ? AND count > 0 ORDER BY bucket').all(feed) as Array<{
+        this.stmt.leaves.all(feed) as Array<{
           bucket: number
           count: number
-          sum: Buffer
+          sum: string
         }>
-      ).map((r) => ({ bucket: r.bucket, count: r.count, sum: bufferToHash(r.sum) }))
+      ).map((r) => ({ bucket: r.bucket, count: r.count, sum: hexToHash(r.sum) }))
       return { seq, leaves }
     })()
   }
@@ -329,11 +334,11 @@ export class SqliteSourceStore implements SourceStore {
     return this.db.transaction(() => {
       const f = this.feedRow(feed)
       const lists = buckets.map((bucket): BucketList => {
-        const leaf = this.stmt.leaf.get(feed, bucket) as { count: number; sum: Buffer } | undefined
-        const entries = (this.stmt.bucketRows.all(feed, bucket) as Array<{ key: string; seq: number; dhash: Buffer | null }>).map(
-          (r): DigestEntry => ({ key: r.key, seq: r.seq, hash: r.dhash === null ? null : bufferToHash(r.dhash) }),
+        const leaf = this.stmt.leaf.get(feed, bucket) as { count: number; sum: string } | undefined
+        const entries = (this.stmt.bucketRows.all(feed, bucket) as Array<{ key: string; seq: number; dhash: string | null }>).map(
+          (r): DigestEntry => ({ key: r.key, seq: r.seq, hash: r.dhash === null ? null : hexToHash(r.dhash) }),
         )
-        return { bucket, count: leaf?.count ?? 0, sum: leaf ? bufferToHash(leaf.sum) : 0n, entries }
+        return { bucket, count: leaf?.count ?? 0, sum: leaf ? hexToHash(leaf.sum) : 0n, entries }
       })
       return { seq: f.digest_seq, minSeq: f.min_seq, lists }
     })()
@@ -386,6 +391,12 @@ export class SqliteSourceStore implements SourceStore {
     if (!row) throw new UnknownFeedError(name)
     return row
   }
+}
+
+/** A 16-byte hash read with SQL's hex(). */
+function hexToHash(hex: string): bigint {
+  if (hex.length !== 32) throw new Error(`a stored digest hash has ${hex.length / 2} bytes, not 16: the digest tables are damaged`)
+  return BigInt(`0x${hex}`)
 }
 
 function toInfo(r: FeedRow): FeedInfo {
