@@ -95,8 +95,8 @@ export class LocalFeedSource implements FeedSource {
     // The first read comes before the answer, as on the feed server: a refusal is thrown here.
     const first = await chunks.next()
     const head = first.done ? undefined : first.value
-    const listing: KeysListing = { epoch: info.epoch, seq: head?.seq ?? info.digestSeq, minSeq: head?.minSeq ?? info.minSeq, lists: undefined as never }
     const store = this.store
+    // Runs only once iterated, after `listing` exists.
     async function* lists(): AsyncGenerator<BucketList> {
       try {
         if (head) yield* head.lists
@@ -110,7 +110,7 @@ export class LocalFeedSource implements FeedSource {
         await chunks.return(undefined)
       }
     }
-    listing.lists = lists()
+    const listing: KeysListing = { epoch: info.epoch, seq: head?.seq ?? info.digestSeq, minSeq: head?.minSeq ?? info.minSeq, lists: lists() }
     return listing
   }
 

@@ -241,8 +241,8 @@ export class HttpFeedSource implements FeedSource {
       call.close()
       throw this.failure(where(error, call.ctx), call)
     }
-    const listing: KeysListing = { epoch: reader.epoch, seq: reader.seq, minSeq: reader.minSeq, lists: undefined as never }
-    const self = this
+    const failure = (error: unknown): unknown => this.failure(where(error, call.ctx), call)
+    // Runs only once iterated, after `listing` exists.
     async function* lists(): AsyncGenerator<BucketList> {
       try {
         for (;;) {
@@ -256,12 +256,12 @@ export class HttpFeedSource implements FeedSource {
           if (list !== undefined) yield list
         }
       } catch (error) {
-        throw self.failure(where(error, call.ctx), call)
+        throw failure(error)
       } finally {
         call.close()
       }
     }
-    listing.lists = lists()
+    const listing: KeysListing = { epoch: reader.epoch, seq: reader.seq, minSeq: reader.minSeq, lists: lists() }
     return listing
   }
 
