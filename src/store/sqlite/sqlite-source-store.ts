@@ -113,9 +113,14 @@ export class SqliteSourceStore implements SourceStore {
       row: db.prepare('SELECT key, seq, data FROM tidemark_state WHERE feed = ? AND key = ?'),
       head: db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck(),
       stateSeq: db.prepare('SELECT digest_seq FROM tidemark_feeds WHERE name = ?').pluck(),
-      // Hashes are read as hex text: a string per row costs less than a Buffer, which counts with
-      // 65,536 leaves to read for a digest (see hexToHash).
-      leaves: db.prepare('SELECT bucket, count, hex(sum) AS sum FROM tidemark_digest WHERE feed = ? AND count > 0 ORDER BY bucket'),
+      // Up to 65,536 leaves per digest: read as one text `bucket count hexsum …`, which costs less
+      // than as many row objects with a Buffer each (about a third of the time). Hashes are read
+      // as hex text elsewhere too, for the same reason (see hexToHash).
+      leaves: db
+        .prepare(
+          `SELECT group_concat(bucket || ' ' || count || ' ' || hex(sum), ' ' ORDER BY bucket) FROM tidemark_digest WHERE feed = ? AND count > 0`,
+        )
+        .pluck(),
       leaf: db.prepare('SELECT count, hex(sum) AS sum FROM tidemark_digest WHERE feed = ? AND bucket = ?'),
       // Named: without statistics the planner prefers walking the primary key in key order, a scan per bucket.
       bucketRows: db.prepare(
@@ -310,13 +315,14 @@ export class SqliteSourceStore implements SourceStore {
     this.indexer.catchUp(feed)
     return this.db.transaction(() => {
       const seq = this.feedRow(feed).digest_seq
-      const leaves = (
-        this.stmt.leaves.all(feed) as Array<{
-          bucket: number
-          count: number
-          sum: string
-        }>
-      ).map((r) => ({ bucket: r.bucket, count: r.count, sum: hexToHash(r.sum) }))
+      const text = this.stmt.leaves.get(feed) as string | null
+      const leaves: DigestLeaf[] = []
+      if (text !== null) {
+        const parts = text.split(' ')
+        for (let i = 0; i + 2 < parts.length; i += 3) {
+          leaves.push({ bucket: Number(parts[i]), count: Number(parts[i + 1]), sum: hexToHash(parts[i + 2] as string) })
+        }
+      }
       return { seq, leaves }
     })()
   }
