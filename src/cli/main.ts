@@ -7,6 +7,7 @@ import type { Registrar } from './cli.js'
 import { registerDemo } from './commands/demo.js'
 import { registerDump } from './commands/dump.js'
 import { registerFeeds } from './commands/feeds.js'
+import { registerRepair, registerVerify } from './commands/reconcile.js'
 import { registerReplicate } from './commands/replicate.js'
 import { registerResetEpoch } from './commands/reset-epoch.js'
 import { registerRetention } from './commands/retention.js'
@@ -29,6 +30,8 @@ const COMMANDS: readonly Registrar[] = [
   registerRetention,
   registerReplicate,
   registerStatus,
+  registerVerify,
+  registerRepair,
 ]
 
 process.exitCode = await runCli(process.argv, COMMANDS)

@@ -22,6 +22,8 @@ export interface Folded<C extends FoldChange> {
   deltas: Map<number, BucketDelta>
   /** Live keys gained (negative: lost). */
   keysDelta: number
+  /** Each key's bucket, hashed once per chunk (the state stores it for per-bucket key lists). */
+  buckets: Map<string, number>
 }
 
 /**
@@ -33,12 +35,14 @@ export function foldChanges<C extends FoldChange>(changes: C[], held: (key: stri
   const hashes = new Map<string, bigint | null>()
   const latest = new Map<string, C>()
   const deltas = new Map<number, BucketDelta>()
+  const buckets = new Map<string, number>()
   let keysDelta = 0
   for (const c of changes) {
     const old = hashes.has(c.key) ? (hashes.get(c.key) ?? null) : held(c.key)
     const next = c.data !== null ? rowHash(c.key, c.seq, c.data) : null
+    let b = buckets.get(c.key)
+    if (b === undefined) buckets.set(c.key, (b = bucketOf(c.key)))
     if (old !== null || next !== null) {
-      const b = bucketOf(c.key)
       let d = deltas.get(b)
       if (!d) deltas.set(b, (d = { count: 0, sum: 0n, neg: 0n }))
       if (old !== null) {
@@ -55,7 +59,7 @@ export function foldChanges<C extends FoldChange>(changes: C[], held: (key: stri
     hashes.set(c.key, next)
     latest.set(c.key, c)
   }
-  return { hashes, latest, deltas, keysDelta }
+  return { hashes, latest, deltas, keysDelta, buckets }
 }
 
 /** A bucket's count and sum after a delta. */

@@ -56,6 +56,8 @@ function roundRobin(sources: HttpFeedSource[]): FeedSource {
     changes: (feed, request) => call((s) => s.changes(feed, request), request.signal),
     snapshot: (feed, request) => call((s) => s.snapshot(feed, request), request.signal),
     rows: (feed, keys, signal) => call((s) => s.rows(feed, keys, signal), signal),
+    digest: (feed, request) => call((s) => s.digest(feed, request), request.signal),
+    keys: (feed, request) => call((s) => s.keys(feed, request), request.signal),
   }
 }
 

@@ -50,11 +50,11 @@ export class PgIndexer {
         held.set(r.key, r.dhash ? bufferToHash(r.dhash) : null)
       }
       const chunk = rows.map((r) => ({ seq: Number(r.seq), key: r.key, data: r.op === OP_UPSERT ? r.data : null }))
-      const { hashes, latest, deltas, keysDelta } = foldChanges(chunk, (key) => held.get(key) ?? null)
+      const { hashes, latest, deltas, keysDelta, buckets: bucketOfKey } = foldChanges(chunk, (key) => held.get(key) ?? null)
       const stateKeys = [...latest.keys()]
       await client.query(
-        `INSERT INTO tidemark.state (feed, key, seq, data, dhash)
-         SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[])
+        `INSERT INTO tidemark.state (feed, key, seq, data, dhash, bucket)
+         SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[], $6::int[])
          ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash`,
         [
           feed,
@@ -65,6 +65,7 @@ export class PgIndexer {
             const h = hashes.get(k) ?? null
             return h === null ? null : hashToBuffer(h)
           }),
+          stateKeys.map((k) => bucketOfKey.get(k)),
         ],
       )
       const buckets = [...deltas.keys()]

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type pg from 'pg'
 import { applyDelta, type BucketDelta } from '../../digest/fold.js'
-import { bucketOf, bufferToHash, hashToBuffer, rowHash } from '../../digest/row-hash.js'
+import { addHash, bucketOf, bufferToHash, DIGEST_BITS, hashToBuffer, rowHash } from '../../digest/row-hash.js'
 import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { compareKeys } from '../../protocol/key-order.js'
-import type { Change, Seq, StateRow } from '../../protocol/types.js'
-import type { ApplyHook, BootstrapProgress, ClaimOptions, ReplicaState, ReplicaStore } from '../replica-store.js'
+import type { BucketList, Change, DigestEntry, Seq, StateRow } from '../../protocol/types.js'
+import type { ReconcileMode, ReconcileRun, RunRequest } from '../../reconcile/run.js'
+import type { ApplyContext, ApplyHook, BootstrapProgress, ClaimOptions, RehashReport, RepairFix, ReplicaState, ReplicaStore } from '../replica-store.js'
 import { checkLease, DEFAULT_LEASE_MS, describeOwner } from '../sqlite/replica-lease.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { createPool, inTransaction, redactUrl, translatePgError } from './connection.js'
@@ -16,6 +17,8 @@ import { changeText, checkReplicaName, checkUpTo, ownerOf, progressOf, rowText, 
 
 const DIFF_PAGE = 1000
 const GC_CHUNK = 10_000
+/** Reconciliation runs kept per replica. */
+const RUNS_KEPT = 100
 
 export interface PostgresReplicaStoreOptions {
   logger?: Logger
@@ -293,13 +296,13 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       const order = o === undefined ? 1 : n === undefined ? -1 : compareKeys(o.key, n.key)
       if (order < 0) {
         old.next()
-        await runHook(hook, new StoredChange(p.seq, (o as DataRow).key, 'delete', p.seq, ts, null), client)
+        await runHook(hook, new StoredChange(p.seq, (o as DataRow).key, 'delete', p.seq, ts, null), client, 'bootstrap')
         continue
       }
       const row = n as DataRow
       cur.next()
       if (order === 0) old.next()
-      if (order > 0 || (o as DataRow).seq !== row.seq) await runHook(hook, new StoredChange(row.seq, row.key, 'upsert', p.seq, ts, row.data), client)
+      if (order > 0 || (o as DataRow).seq !== row.seq) await runHook(hook, new StoredChange(row.seq, row.key, 'upsert', p.seq, ts, row.data), client, 'bootstrap')
     }
   }
 
@@ -338,7 +341,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       await w.load(fresh.map((c) => c.key))
       for (const c of fresh) {
         checkUpTo(c, upTo)
-        if (w.write(c.key, c.seq, changeText(c)) && hook) await runHook(hook, c, client)
+        if (w.write(c.key, c.seq, changeText(c)) && hook) await runHook(hook, c, client, 'apply')
       }
       await w.flush()
       const seq = Math.max(r.seq, upTo)
@@ -376,6 +379,181 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       }
     }
     if (this.ownsPool) await this.pool.end()
+  }
+
+  // ── reconciliation ────────────────────────────────────────────────────────────────────────────
+
+  async repair(name: string, fixes: RepairFix[], at: { epoch: string; seq: Seq }, hook?: ApplyHook<pg.ClientBase>): Promise<number> {
+    return this.write(async (client) => {
+      const r = await this.owned(client, name)
+      if (r.gen === 0 || r.epoch !== at.epoch || r.seq !== at.seq) {
+        throw new ConflictError(
+          `replica "${name}" moved to ${r.epoch ?? 'no copy'}@${r.seq} since it was compared at ${at.epoch}@${at.seq}: compare it again before repairing`,
+        )
+      }
+      const w = new GenWriter(client, name, r.gen, false)
+      await w.load(fixes.map((f) => f.key))
+      const ts = this.clock()
+      let n = 0
+      for (const fix of fixes) {
+        const text = fix.row === null ? null : rowText(fix.row)
+        // The version the source holds (a key it has no trace of is deleted "at" the checkpoint).
+        const seq = fix.row?.seq ?? r.seq
+        if (seq > r.seq) throw new BadRequestError(`repair of key ${JSON.stringify(fix.key)}: the source's version ${seq} is above the checkpoint ${r.seq}: that is lag, not drift`)
+        if (!w.replace(fix.key, seq, text)) continue
+        n++
+        if (hook) await runHook(hook, new StoredChange(seq, fix.key, text === null ? 'delete' : 'upsert', seq, ts, text), client, 'repair')
+      }
+      await w.flush()
+      if (w.keysDelta !== 0) await client.query(`UPDATE ${R} SET keys = keys + $1 WHERE name = $2`, [w.keysDelta, name])
+      return n
+    })
+  }
+
+  async rehash(name: string): Promise<RehashReport> {
+    return this.write(async (client) => {
+      const r = await this.owned(client, name)
+      const counts = new Float64Array(2 ** DIGEST_BITS)
+      const sums = new Map<number, bigint>()
+      let rows = 0
+      let staleRows = 0
+      let after = ''
+      for (;;) {
+        const page = (
+          await client.query<{ key: string; seq: number; data: string; hash: Buffer | null; bucket: number | null }>(
+            `SELECT key, seq, data, hash, bucket FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND data IS NOT NULL ORDER BY key LIMIT 1000`,
+            [name, r.gen, after],
+          )
+        ).rows
+        const stale: Array<{ key: string; hash: Buffer; bucket: number }> = []
+        for (const row of page) {
+          const h = rowHash(row.key, row.seq, row.data)
+          const bucket = bucketOf(row.key)
+          if (row.hash === null || bufferToHash(row.hash) !== h || row.bucket !== bucket) stale.push({ key: row.key, hash: hashToBuffer(h), bucket })
+          rows++
+          counts[bucket]! += 1
+          sums.set(bucket, addHash(sums.get(bucket) ?? 0n, h))
+        }
+        if (stale.length > 0) {
+          staleRows += stale.length
+          await client.query(
+            `UPDATE ${W} w SET hash = u.hash, bucket = u.bucket FROM unnest($3::text[], $4::bytea[], $5::int[]) AS u(key, hash, bucket)
+             WHERE w.name = $1 AND w.gen = $2 AND w.key = u.key`,
+            [name, r.gen, stale.map((x) => x.key), stale.map((x) => x.hash), stale.map((x) => x.bucket)],
+          )
+        }
+        const last = page[page.length - 1]
+        if (last === undefined) break
+        after = last.key
+      }
+      const stored = new Map(
+        (await client.query<{ bucket: number; count: number; sum: Buffer }>(`SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2`, [name, r.gen])).rows.map((l) => [
+          l.bucket,
+          { count: l.count, sum: bufferToHash(l.sum) },
+        ]),
+      )
+      const buckets: number[] = []
+      const bucketCounts: number[] = []
+      const bucketSums: Buffer[] = []
+      let wrongBuckets = 0
+      for (let b = 0; b < counts.length; b++) {
+        const count = counts[b]!
+        const sum = sums.get(b) ?? 0n
+        const held = stored.get(b)
+        if ((held?.count ?? 0) !== count || (held?.sum ?? 0n) !== sum) wrongBuckets++
+        if (count > 0) {
+          buckets.push(b)
+          bucketCounts.push(count)
+          bucketSums.push(hashToBuffer(sum))
+        }
+      }
+      if (wrongBuckets > 0) {
+        await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen = $2`, [name, r.gen])
+        await client.query(`INSERT INTO ${D} (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])`, [
+          name,
+          r.gen,
+          buckets,
+          bucketCounts,
+          bucketSums,
+        ])
+      }
+      if (r.keys !== rows) await client.query(`UPDATE ${R} SET keys = $1 WHERE name = $2`, [rows, name])
+      return { rows, staleRows, wrongBuckets }
+    })
+  }
+
+  async bucketEntries(name: string, buckets: number[]): Promise<BucketList[]> {
+    for (const b of buckets) {
+      if (!Number.isSafeInteger(b) || b < 0 || b >= 2 ** DIGEST_BITS) throw new BadRequestError(`bucket ${b} is not a leaf bucket (0 to ${2 ** DIGEST_BITS - 1})`)
+    }
+    return this.guard(() =>
+      inTransaction(
+        this.pool,
+        async (client) => {
+          const r = await this.known(name, client)
+          const lists = new Map<number, BucketList>(buckets.map((bucket) => [bucket, { bucket, count: 0, sum: 0n, entries: [] }]))
+          // A row without a stored hash was written outside tidemark: only a deep run (rehash) sees it.
+          const { rows } = await client.query<{ bucket: number; key: string; seq: number; hash: Buffer }>(
+            `SELECT bucket, key, seq, hash FROM ${W} WHERE name = $1 AND gen = $2 AND bucket = ANY($3::int[]) AND data IS NOT NULL AND hash IS NOT NULL ORDER BY bucket, key`,
+            [name, r.gen, buckets],
+          )
+          for (const row of rows) {
+            const list = lists.get(row.bucket)
+            if (!list) continue
+            const hash = bufferToHash(row.hash)
+            list.entries.push({ key: row.key, seq: row.seq, hash } satisfies DigestEntry)
+            list.count++
+            list.sum = addHash(list.sum, hash)
+          }
+          return buckets.map((b) => lists.get(b) as BucketList)
+        },
+        'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+      ),
+    )
+  }
+
+  async recordRun(name: string, run: ReconcileRun): Promise<number> {
+    return this.write(async (client) => {
+      await this.known(name, client)
+      const { rows } = await client.query<{ id: number }>('INSERT INTO tidemark.replica_runs (name, at, record) VALUES ($1, $2, $3) RETURNING id', [
+        name,
+        run.finishedAt,
+        JSON.stringify(run),
+      ])
+      await client.query(
+        'DELETE FROM tidemark.replica_runs WHERE name = $1 AND id NOT IN (SELECT id FROM tidemark.replica_runs WHERE name = $1 ORDER BY id DESC LIMIT $2)',
+        [name, RUNS_KEPT],
+      )
+      return (rows[0] as { id: number }).id
+    })
+  }
+
+  async runs(name: string, limit = 10): Promise<ReconcileRun[]> {
+    const { rows } = await this.guard(() =>
+      this.pool.query<{ id: number; record: string }>('SELECT id, record FROM tidemark.replica_runs WHERE name = $1 ORDER BY id DESC LIMIT $2', [name, limit]),
+    )
+    return rows.map((r) => ({ ...(JSON.parse(r.record) as ReconcileRun), id: r.id }))
+  }
+
+  async requestRun(name: string, request: { mode: ReconcileMode; deep: boolean }): Promise<number> {
+    return this.write(async (client) => {
+      await this.known(name, client)
+      const { rows } = await client.query<{ id: number }>(
+        'INSERT INTO tidemark.replica_requests (name, mode, deep, requested_at) VALUES ($1, $2, $3, $4) RETURNING id',
+        [name, request.mode, request.deep, this.clock()],
+      )
+      return (rows[0] as { id: number }).id
+    })
+  }
+
+  async takeRunRequests(name: string): Promise<RunRequest[]> {
+    const { rows } = await this.guard(() =>
+      this.pool.query<{ id: number; mode: ReconcileMode; deep: boolean; requested_at: number }>(
+        'UPDATE tidemark.replica_requests SET taken_at = $1 WHERE name = $2 AND taken_at IS NULL RETURNING id, mode, deep, requested_at',
+        [this.clock(), name],
+      ),
+    )
+    return rows.map((r) => ({ id: r.id, mode: r.mode, deep: r.deep, requestedAt: r.requested_at })).sort((a, b) => a.id - b.id)
   }
 
   // ── helpers ───────────────────────────────────────────────────────────────────────────────────
@@ -463,6 +641,21 @@ class GenWriter {
   write(key: string, seq: Seq, text: string | null): boolean {
     const cur = this.versions.get(key)
     if (cur?.present && cur.seq >= seq) return false
+    this.put(key, seq, text, cur)
+    return true
+  }
+
+  /** Sets the key to exactly this version (a repair: the seq may be lower); says whether anything changed. */
+  replace(key: string, seq: Seq, text: string | null): boolean {
+    const cur = this.versions.get(key)
+    const h = text === null ? null : rowHash(key, seq, text)
+    if (!cur?.present && h === null) return false
+    if (cur?.present && cur.seq === seq && cur.hash !== null && cur.hash === h) return false
+    this.put(key, seq, text, cur)
+    return true
+  }
+
+  private put(key: string, seq: Seq, text: string | null, cur: Version | undefined): void {
     const h = text === null ? null : rowHash(key, seq, text)
     const present = text !== null || this.tombstones
     this.versions.set(key, { seq, hash: h, data: text, present, dirty: true })
@@ -482,7 +675,6 @@ class GenWriter {
         this.keysDelta += 1
       }
     }
-    return true
   }
 
   async flush(): Promise<void> {
@@ -495,10 +687,18 @@ class GenWriter {
     }
     if (up.length > 0) {
       await this.client.query(
-        `INSERT INTO ${W} (name, gen, key, seq, data, hash)
-         SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::bytea[])
-         ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash`,
-        [this.name, this.gen, up.map(([k]) => k), up.map(([, v]) => v.seq), up.map(([, v]) => v.data), up.map(([, v]) => (v.hash === null ? null : hashToBuffer(v.hash)))],
+        `INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket)
+         SELECT $1, $2, * FROM unnest($3::text[], $4::bigint[], $5::text[], $6::bytea[], $7::int[])
+         ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash, bucket = excluded.bucket`,
+        [
+          this.name,
+          this.gen,
+          up.map(([k]) => k),
+          up.map(([, v]) => v.seq),
+          up.map(([, v]) => v.data),
+          up.map(([, v]) => (v.hash === null ? null : hashToBuffer(v.hash))),
+          up.map(([k]) => bucketOf(k)),
+        ],
       )
     }
     if (gone.length > 0) await this.client.query(`DELETE FROM ${W} WHERE name = $1 AND gen = $2 AND key = ANY($3::text[])`, [this.name, this.gen, gone])
@@ -552,9 +752,9 @@ class GenCursor {
   }
 }
 
-async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: pg.ClientBase): Promise<void> {
+async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: pg.ClientBase, cause: ApplyContext['cause']): Promise<void> {
   try {
-    await hook(change, client)
+    await hook(change, client, { cause })
   } catch (error) {
     throw new ApplyFailedError(change.seq, change.key, error)
   }

@@ -2,7 +2,9 @@ import type pg from 'pg'
 import { BadRequestError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
 import { bufferToHash } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
-import type { FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
+import { BUCKETS } from '../../protocol/digest-wire.js'
+import { LIMITS } from '../../protocol/limits.js'
+import type { BucketList, DigestEntry, FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
 import { checkFeedName, checkKey, serializeData } from '../../source/validate.js'
 import { checkRetention, toFeedInfo, type FeedRow } from '../feed-row.js'
 import {
@@ -270,6 +272,37 @@ export class PostgresSourceStore implements SourceStore {
         )
       ).rows.map((r) => ({ bucket: r.bucket, count: r.count, sum: bufferToHash(r.sum) }))
       return { seq, leaves }
+    })
+  }
+
+  bucketEntries(feed: string, buckets: number[]): Promise<{ seq: Seq; minSeq: Seq; lists: BucketList[] }> {
+    if (buckets.length > LIMITS.bucketsPerRead) {
+      throw new BadRequestError(`read at most ${LIMITS.bucketsPerRead} buckets at a time, not ${buckets.length}`)
+    }
+    for (const b of buckets) {
+      if (!Number.isSafeInteger(b) || b < 0 || b >= BUCKETS) throw new BadRequestError(`bucket ${b} is not a bucket number (0 to ${BUCKETS - 1})`)
+    }
+    return this.atDigest(feed, async (client, seq) => {
+      const minSeq = (await this.feedRow(feed, client)).min_seq
+      const leaves = new Map(
+        (
+          await client.query<{ bucket: number; count: number; sum: Buffer }>('SELECT bucket, count, sum FROM tidemark.digest WHERE feed = $1 AND bucket = ANY($2::int[])', [
+            feed,
+            buckets,
+          ])
+        ).rows.map((r) => [r.bucket, r]),
+      )
+      const entries = new Map<number, DigestEntry[]>(buckets.map((b) => [b, []]))
+      const { rows } = await client.query<{ bucket: number; key: string; seq: number; dhash: Buffer | null }>(
+        'SELECT bucket, key, seq, dhash FROM tidemark.state WHERE feed = $1 AND bucket = ANY($2::int[]) ORDER BY bucket, key',
+        [feed, buckets],
+      )
+      for (const r of rows) entries.get(r.bucket)?.push({ key: r.key, seq: r.seq, hash: r.dhash === null ? null : bufferToHash(r.dhash) })
+      const lists = buckets.map((bucket): BucketList => {
+        const leaf = leaves.get(bucket)
+        return { bucket, count: leaf?.count ?? 0, sum: leaf ? bufferToHash(leaf.sum) : 0n, entries: entries.get(bucket) ?? [] }
+      })
+      return { seq, minSeq, lists }
     })
   }
 

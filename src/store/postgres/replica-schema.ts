@@ -7,7 +7,8 @@ import { runMigrations } from './schema.js'
  * another), versioned apart from the source's schema (meta row 'replica-schema'). The same shape as
  * the SQLite replica tables (src/store/sqlite/replica-schema.ts): generations of rows, a digest per
  * generation and bucket — here updated in place in each write transaction, since one writer holds
- * a replica at a time — and a view of the current copy:
+ * a replica at a time — the last reconciliation runs and the runs asked for, and a view of the
+ * current copy:
  *   SELECT data::jsonb ->> 'email' FROM tidemark.replica_current WHERE name = 'customers' AND key = $1
  */
 const MIGRATIONS: string[] = [
@@ -40,8 +41,10 @@ CREATE TABLE tidemark.replica_rows (
   seq bigint NOT NULL,
   data text,
   hash bytea,
+  bucket integer,
   PRIMARY KEY (name, gen, key)
 );
+CREATE INDEX replica_rows_bucket ON tidemark.replica_rows (name, gen, bucket);
 CREATE TABLE tidemark.replica_digest (
   name text COLLATE "C" NOT NULL,
   gen integer NOT NULL,
@@ -49,6 +52,20 @@ CREATE TABLE tidemark.replica_digest (
   count bigint NOT NULL,
   sum bytea NOT NULL,
   PRIMARY KEY (name, gen, bucket)
+);
+CREATE TABLE tidemark.replica_runs (
+  id bigserial PRIMARY KEY,
+  name text NOT NULL,
+  at bigint NOT NULL,
+  record text NOT NULL
+);
+CREATE TABLE tidemark.replica_requests (
+  id bigserial PRIMARY KEY,
+  name text NOT NULL,
+  mode text NOT NULL,
+  deep boolean NOT NULL,
+  requested_at bigint NOT NULL,
+  taken_at bigint
 );
 CREATE VIEW tidemark.replica_current (name, key, seq, data) AS
   SELECT r.name, w.key, w.seq, w.data

@@ -13,7 +13,8 @@ import type pg from 'pg'
  * - changes: the log. The sequencer moves committed pending rows here with gap-free seqs, whole
  *   transactions at a time; `tx` is the seq of the transaction's last change.
  * - state, digest: each key's latest version and the digest's leaves, folded in from the log by
- *   the indexer, exact as of feeds.digest_seq. Keys sort with COLLATE "C" (UTF-8 byte order, as
+ *   the indexer, exact as of feeds.digest_seq; `bucket` (the key's digest bucket) is indexed with
+ *   the key, so that reconciliation reads one bucket's keys in key order. Keys sort with COLLATE "C" (UTF-8 byte order, as
  *   SQLite's BINARY and protocol/key-order.ts).
  */
 
@@ -64,8 +65,10 @@ CREATE TABLE tidemark.state (
   seq bigint NOT NULL,
   data text,
   dhash bytea,
+  bucket integer NOT NULL,
   PRIMARY KEY (feed, key)
 );
+CREATE INDEX state_bucket ON tidemark.state (feed, bucket, key);
 CREATE TABLE tidemark.digest (
   feed text COLLATE "C" NOT NULL,
   bucket integer NOT NULL,

@@ -31,8 +31,8 @@ export class Indexer {
     )
     this.readDhash = db.prepare('SELECT dhash FROM tidemark_state WHERE feed = ? AND key = ?').pluck()
     this.writeState = db.prepare(
-      `INSERT INTO tidemark_state (feed, key, seq, data, dhash) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash`,
+      `INSERT INTO tidemark_state (feed, key, seq, data, dhash, bucket) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash, bucket = excluded.bucket`,
     )
     this.readBucket = db.prepare('SELECT count, sum FROM tidemark_digest WHERE feed = ? AND bucket = ?')
     this.writeBucket = db.prepare(
@@ -64,10 +64,10 @@ export class Indexer {
       }
       // Deletes carry no data; upserts always do.
       const chunk = rows.map((r) => ({ ...r, data: r.op === OP_UPSERT ? r.data : null }))
-      const { hashes, latest, deltas, keysDelta } = foldChanges(chunk, (key) => toHash(this.readDhash.get(feed, key) as Buffer | null))
+      const { hashes, latest, deltas, keysDelta, buckets } = foldChanges(chunk, (key) => toHash(this.readDhash.get(feed, key) as Buffer | null))
       for (const [key, r] of latest) {
         const h = hashes.get(key) ?? null
-        this.writeState.run(feed, key, r.seq, r.data, h === null ? null : hashToBuffer(h))
+        this.writeState.run(feed, key, r.seq, r.data, h === null ? null : hashToBuffer(h), buckets.get(key))
       }
       for (const [bucket, d] of deltas) {
         const cur = this.readBucket.get(feed, bucket) as { count: number; sum: Buffer } | undefined

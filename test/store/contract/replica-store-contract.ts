@@ -127,9 +127,9 @@ export function replicaStoreContract<Tx>(backend: ReplicaBackend<Tx>): void {
     it('re-bootstraps beside the old copy, readable until the swap; the hook sees exactly the difference; old generations go', () =>
       withHarness(async (h, store) => {
         const seen: Change[] = []
-        const watch: ApplyHook<Tx> = (c, tx) => {
+        const watch: ApplyHook<Tx> = (c, tx, context) => {
           seen.push(c)
-          return h.hook(c, tx)
+          return h.hook(c, tx, context)
         }
         await store.beginBootstrap(FEED, 'e1', 3)
         await store.writeSnapshotChunk(FEED, [{ key: 'a', seq: 1, data: 1 }, { key: 'b', seq: 2, data: 2 }, { key: 'c', seq: 3, data: 3 }], { afterKey: 'c', readHead: 3, done: true })
