@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { after } from 'node:test'
 import pg from 'pg'
-import { startCluster } from './pg-cluster.js'
+import { startCluster, type Cluster } from './pg-cluster.js'
 
 /**
  * The PostgreSQL the tests use: the one at TIDEMARK_TEST_PG_URL, else the local server on
@@ -15,6 +15,8 @@ const HOW =
   'or install PostgreSQL 15 (apt-get install postgresql) so that the tests can start their own'
 
 let server: Promise<string> | undefined
+/** The cluster this file started, if it had to: stopped after the last database is dropped. */
+let cluster: Cluster | undefined
 
 async function answers(url: string): Promise<boolean> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 })
@@ -39,8 +41,7 @@ export function pgServer(): Promise<string> {
     const local = 'postgres://postgres@127.0.0.1:5432/postgres'
     if (await answers(local)) return local
     try {
-      const cluster = await startCluster()
-      after(() => cluster.stop())
+      cluster = await startCluster()
       return cluster.url
     } catch (error) {
       throw new Error(`no PostgreSQL reachable and none could be started (${(error as Error).message}). ${HOW}`)
@@ -56,6 +57,21 @@ export function withDatabase(base: string, name: string): string {
   return u.toString()
 }
 
+/** Databases made by this test file, dropped once all its tests (and their own cleanup) are done. */
+const made: Array<{ base: string; name: string }> = []
+after(async () => {
+  for (const { base, name } of made.splice(0)) {
+    const c = new pg.Client({ connectionString: base })
+    await c.connect()
+    try {
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    } finally {
+      await c.end()
+    }
+  }
+  cluster?.stop()
+})
+
 /** A fresh database on the test server, dropped when the test file ends. */
 export async function pgDatabase(server?: string): Promise<string> {
   const base = server ?? (await pgServer())
@@ -67,14 +83,6 @@ export async function pgDatabase(server?: string): Promise<string> {
   } finally {
     await admin.end()
   }
-  after(async () => {
-    const c = new pg.Client({ connectionString: base })
-    await c.connect()
-    try {
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-    } finally {
-      await c.end()
-    }
-  })
+  made.push({ base, name })
   return withDatabase(base, name)
 }
