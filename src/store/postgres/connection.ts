@@ -25,6 +25,9 @@ export function createPool(url: string, options: { max?: number } = {}): pg.Pool
   // the pool, which emits 'error': without a listener that would crash the process. The next
   // checkout opens a fresh connection, so there is nothing else to do.
   pool.on('error', () => {})
+  // Likewise a connection that dies while checked out between two queries: its next query fails
+  // (and is translated), so the 'error' event itself needs no more than a listener.
+  pool.on('connect', (client) => client.on('error', () => {}))
   return pool
 }
 
