@@ -18,7 +18,7 @@ import type { SourceStore } from '../../src/store/store.js'
 import { LocalFeedSource } from '../../src/transport/local-feed-source.js'
 import { LongPollTransport } from '../../src/transport/http/long-poll-transport.js'
 import { Backoff } from '../../src/transport/backoff.js'
-import { spawnTidemark, collect } from '../cli/run-cli.js'
+import { collect, spawnTidemark, tidemark } from '../cli/run-cli.js'
 import { pgDatabase } from '../helpers/pg.js'
 import { tmpDb } from '../helpers/tmp.js'
 import { eventually } from '../server/helpers.js'
@@ -105,6 +105,11 @@ describe('mixed backends', () => {
     assert.equal(result.code, 0, result.stderr)
     assert.doesNotMatch(result.stderr, /not-shown/)
     await assertSame(source, watcher as ReplicaStore<unknown>)
+    const status = await tidemark(['status', into, '--json'])
+    assert.equal(status.code, 0, status.stderr)
+    const [report] = JSON.parse(status.stdout) as Array<{ name: string; checkpoint: number; phase: string; source: string }>
+    assert.deepEqual([report?.name, report?.checkpoint, report?.phase], [FEED, head, 'stopped'])
+    assert.doesNotMatch(status.stdout + status.stderr, /not-shown/)
     const pool = new pg.Pool({ connectionString: into })
     const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM tidemark.replica_current WHERE name = $1`, [FEED])
     assert.equal(rows[0]?.n, (await source.getFeed(FEED)).keys)

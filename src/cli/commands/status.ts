@@ -3,13 +3,14 @@ import { formatAgo, formatCount, formatSpan } from '../format.js'
 import { examples } from '../options.js'
 import type { ReconcileRun } from '../../reconcile/run.js'
 import { readReplicas, type ReplicaReport } from '../../store/sqlite/replica-report.js'
+import { isPostgresUrl } from '../../store/postgres/url.js'
 
 /** `tidemark status <replica.db>`: what the replica file says about each replica in it, no network. */
 export const registerStatus: Registrar = (program, cli) => {
   program
     .command('status')
     .description("show each replica in a replica file: phase, checkpoint, keys, lag behind the source's last head seen")
-    .argument('<db>', 'SQLite file of the replica (the --into of `tidemark replicate`)')
+    .argument('<db>', 'SQLite file or postgres:// URL of the replica (the --into of `tidemark replicate`)')
     .option('--name <name>', 'only this replica (default: every replica in the file)')
     .option('--json', 'print a JSON array instead of text')
     .addHelpText(
@@ -23,7 +24,11 @@ ${examples(['tidemark status orders.db', 'tidemark status orders.db --name custo
     )
     .action(async (db: string, options: { name?: string; json?: boolean }) => {
       const now = Date.now()
-      const reports = await readReplicas(db, { ...(options.name === undefined ? {} : { name: options.name }), now })
+      const only = { ...(options.name === undefined ? {} : { name: options.name }), now }
+      // Loaded only for a URL, so that reading a SQLite file never loads pg.
+      const reports = isPostgresUrl(db)
+        ? await (await import('../../store/postgres/replica-report.js')).readPostgresReplicas(db, only)
+        : await readReplicas(db, only)
       if (options.json) await cli.print(JSON.stringify(reports, null, 2))
       else await cli.print(...reports.flatMap((r, i) => [...(i > 0 ? [''] : []), ...describe(r, now)]))
     })

@@ -100,10 +100,13 @@ export async function runMigrations(client: pg.ClientBase, key: string, list: st
       throw new Error(`this database has ${what} ${version}; this tidemark knows up to ${list.length}: upgrade tidemark`)
     }
     for (let v = version + 1; v <= list.length; v++) await client.query(list[v - 1] as string)
-    await client.query('INSERT INTO tidemark.meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value', [
-      key,
-      String(list.length),
-    ])
+    // Nothing is written when the schema is current (`tidemark status` only reads).
+    if (version < list.length) {
+      await client.query('INSERT INTO tidemark.meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value', [
+        key,
+        String(list.length),
+      ])
+    }
     await client.query('COMMIT')
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {})

@@ -2,7 +2,7 @@ import type { Database } from 'better-sqlite3'
 import { BadRequestError, NotAStoreError } from '../../errors.js'
 import type { Seq } from '../../protocol/types.js'
 import type { ReconcileRun } from '../../reconcile/run.js'
-import type { BootstrapProgress, ReplicaState } from '../replica-store.js'
+import type { BootstrapProgress, ReplicaState, ReplicaStore } from '../replica-store.js'
 import { openDatabase } from './database.js'
 import { checkLease } from './replica-lease.js'
 import { SqliteReplicaStore } from './sqlite-replica-store.js'
@@ -39,7 +39,7 @@ export interface ReplicaReport {
   runs: ReconcileRun[]
 }
 
-interface OwnerRow {
+export interface OwnerRow {
   name: string
   owner_id: string | null
   owner_pid: number | null
@@ -62,26 +62,37 @@ export async function readReplicas(path: string, options: { name?: string; now?:
     }
     // The store's own reading, over the read-only connection (its schema check writes nothing once
     // the tables exist).
-    const store = SqliteReplicaStore.attach(db)
-    const all = await store.list()
-    if (all.length === 0) {
-      throw new BadRequestError(`${path} holds no replica yet: start one with \`tidemark replicate <url> <feed> --into ${path}\``)
-    }
-    const states = options.name === undefined ? all : all.filter((s) => s.name === options.name)
-    if (states.length === 0) {
-      throw new BadRequestError(`no replica "${options.name}" in ${path}: it holds ${all.map((s) => `"${s.name}"`).join(', ')}`)
-    }
-    const now = options.now ?? Date.now()
-    const reports: ReplicaReport[] = []
-    for (const s of states) reports.push({ ...report(db, s, now), runs: await store.runs(s.name, 5) })
-    return reports
+    return await reportReplicas(SqliteReplicaStore.attach(db), path, (name) => rawRow(db, name), options)
   } finally {
     db.close()
   }
 }
 
-function report(db: Database, s: ReplicaState, now: number): Omit<ReplicaReport, 'runs'> {
-  const row = rawRow(db, s.name)
+/**
+ * The reports of a store's replicas (all, or the one named), from the store's own reading and each
+ * replica's raw row: shared by the backends (the PostgreSQL one: store/postgres/replica-report.ts).
+ */
+export async function reportReplicas(
+  store: ReplicaStore,
+  location: string,
+  rawRowOf: (name: string) => OwnerRow | Promise<OwnerRow>,
+  options: { name?: string; now?: number },
+): Promise<ReplicaReport[]> {
+  const all = await store.list()
+  if (all.length === 0) {
+    throw new BadRequestError(`${location} holds no replica yet: start one with \`tidemark replicate <url> <feed> --into ${location}\``)
+  }
+  const states = options.name === undefined ? all : all.filter((s) => s.name === options.name)
+  if (states.length === 0) {
+    throw new BadRequestError(`no replica "${options.name}" in ${location}: it holds ${all.map((s) => `"${s.name}"`).join(', ')}`)
+  }
+  const now = options.now ?? Date.now()
+  const reports: ReplicaReport[] = []
+  for (const s of states) reports.push({ ...report(s, await rawRowOf(s.name), now), runs: await store.runs(s.name, 5) })
+  return reports
+}
+
+function report(s: ReplicaState, row: OwnerRow, now: number): Omit<ReplicaReport, 'runs'> {
   const replicator = liveClaim(row, now)
   const bootstrap = s.bootstrap === null ? null : { ...s.bootstrap, copied: row.bootstrap_keys ?? 0 }
   const behind = Math.max(0, s.sourceHead - s.seq)
