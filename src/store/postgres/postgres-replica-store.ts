@@ -269,6 +269,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         )
       }
       if (hook) await this.diff(client, name, r.gen === 0 ? (r.previous_gen ?? 0) : r.gen, p, hook)
+      await sumDigest(client, name, p.gen)
       const now = this.clock()
       const { rows } = await client.query<ReplicaRow>(
         `UPDATE ${R} SET gen = $1, epoch = $2, seq = $3, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, previous_gen = NULL,
@@ -623,8 +624,12 @@ class GenWriter {
     private readonly client: pg.ClientBase,
     private readonly name: string,
     private readonly gen: number,
-    /** Keep deletes as tombstones (while bootstrapping: an older snapshot row must not revive the key). */
-    private readonly tombstones: boolean,
+    /**
+     * While bootstrapping: keep deletes as tombstones (an older snapshot row must not revive the key),
+     * and leave the digest alone — finishBootstrap sums it from the rows' stored hashes once, instead
+     * of every chunk rewriting thousands of its buckets.
+     */
+    private readonly bootstrapping: boolean,
   ) {}
 
   async load(keys: string[]): Promise<void> {
@@ -698,7 +703,7 @@ class GenWriter {
 
   private put(key: string, seq: Seq, text: string | null, cur: Version | undefined): void {
     const h = text === null ? null : rowHash(key, seq, text)
-    const present = text !== null || this.tombstones
+    const present = text !== null || this.bootstrapping
     this.versions.set(key, { seq, hash: h, data: text, present, dirty: true })
     this.account(key, cur?.present ? cur.hash : null, h)
   }
@@ -745,7 +750,7 @@ class GenWriter {
       )
     }
     if (gone.length > 0) await this.client.query(`DELETE FROM ${W} WHERE name = $1 AND gen = $2 AND key = ANY($3::text[])`, [this.name, this.gen, gone])
-    if (this.deltas.size === 0) return
+    if (this.deltas.size === 0 || this.bootstrapping) return
     const buckets = [...this.deltas.keys()]
     const { rows } = await this.client.query<{ bucket: number; count: number; sum: Buffer }>(
       `SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2 AND bucket = ANY($3::int[])`,
@@ -793,6 +798,34 @@ class GenCursor {
   next(): void {
     this.i++
   }
+}
+
+/** Writes generation `gen`'s digest from its rows' stored hashes, read a page at a time. */
+async function sumDigest(client: pg.ClientBase, name: string, gen: number): Promise<void> {
+  const counts = new Float64Array(2 ** DIGEST_BITS)
+  const sums = new Map<number, bigint>()
+  let after = ''
+  for (;;) {
+    const { rows } = await client.query<{ key: string; bucket: number; hash: Buffer }>(
+      `SELECT key, bucket, hash FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND hash IS NOT NULL ORDER BY key LIMIT 10000`,
+      [name, gen, after],
+    )
+    for (const r of rows) {
+      counts[r.bucket]! += 1
+      sums.set(r.bucket, addHash(sums.get(r.bucket) ?? 0n, bufferToHash(r.hash)))
+    }
+    if (rows.length < 10000) break
+    after = (rows[rows.length - 1] as { key: string }).key
+  }
+  const buckets = [...sums.keys()]
+  await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen = $2`, [name, gen])
+  await client.query(`INSERT INTO ${D} (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])`, [
+    name,
+    gen,
+    buckets,
+    buckets.map((b) => counts[b]),
+    buckets.map((b) => hashToBuffer(sums.get(b) as bigint)),
+  ])
 }
 
 async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: pg.ClientBase, cause: ApplyContext['cause']): Promise<void> {
