@@ -109,6 +109,9 @@ describe('feed servers over one PostgreSQL', () => {
     const running = replica.run()
     // Stopped even when the test fails, or it would retry for ever and keep the file's run open.
     after(() => replica.stop())
+    // Live before the first write (a bootstrap under way when writes begin would hand the hook a
+    // snapshot's difference rather than every change).
+    await replica.caughtUp()
     const pool = new pg.Pool({ connectionString: url, max: 4 })
     const customers = await (await PostgresSource.attach(pool)).feed('customers')
     const writer = async (w: number): Promise<void> => {
