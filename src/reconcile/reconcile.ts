@@ -119,7 +119,8 @@ class Run<Tx> {
     this.epoch = state.epoch as string
     this.record.checkpoint = C
     this.record.epoch = this.epoch
-    const mine = new DigestTree((await store.digestLeaves(name)).leaves)
+    // A copy: the store's live tree would move under a later repair in this run.
+    const mine = (await store.digestTree(name)).tree.clone()
 
     // Round trip 1: the root and its children. Equal roots: intact, whatever the size.
     const top = await this.digest(0, [0])

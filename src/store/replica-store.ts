@@ -8,6 +8,7 @@
  */
 import type { ReconcileMode, ReconcileRun, RunRequest } from '../reconcile/run.js'
 import type { BucketList, Change, Seq, StateRow } from '../protocol/types.js'
+import type { DigestTree } from '../digest/digest-tree.js'
 import type { DigestLeaf } from './store.js'
 
 /**
@@ -151,6 +152,12 @@ export interface ReplicaStore<Tx = unknown> {
   get(name: string, key: string): Promise<StateRow | undefined>
   rows(name: string, after: string | null, limit: number): Promise<StateRow[]>
   digestLeaves(name: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }>
+  /**
+   * The current copy's digest as a tree, exact at the checkpoint `seq`. It may be the store's own
+   * copy, kept up to date in memory while this store holds the claim: read it before the next
+   * `await`, and do not change it.
+   */
+  digestTree(name: string): Promise<{ seq: Seq; tree: DigestTree }>
 
   close(): Promise<void>
 }
