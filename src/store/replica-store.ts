@@ -111,3 +111,11 @@ export interface ReplicaStore<Tx = unknown> {
 
   close(): Promise<void>
 }
+
+/** A throwaway replica store (the export's staging copy): `dispose()` closes and deletes it. */
+export interface ScratchReplicaStore {
+  readonly store: ReplicaStore
+  /** Where it is, for messages. */
+  readonly location: string
+  dispose(): Promise<void>
+}
