@@ -14,6 +14,7 @@ import { openScratchReplicaStore } from '../store/open.js'
 import type { ReplicaStore } from '../store/replica-store.js'
 import { silentLogger, type Logger } from '../store/store.js'
 import type { FeedSource, SnapshotPage, SnapshotRequest } from '../transport/feed-source.js'
+import { demoted } from './demoted-logger.js'
 import { EXPORT_FORMAT, EXPORT_VERSION, type Compression, type ExportHeader } from './export-format.js'
 import { writeExport } from './export-writer.js'
 
@@ -58,10 +59,12 @@ export interface PreparedExport {
 export async function prepareExport(options: ExportOptions): Promise<PreparedExport> {
   const { source, feed, signal, onProgress } = options
   const logger = options.logger ?? silentLogger
+  // The scratch replica's life (claimed, bootstrapping, stopped) is the export's business, not the operator's.
+  const inner = demoted(logger)
   signal?.throwIfAborted()
   // Fails at once on an unknown feed or a refused token, before any scratch file exists.
   const info = await source.info(feed, signal)
-  const scratch = openScratchReplicaStore(options.scratchDir, logger)
+  const scratch = openScratchReplicaStore(options.scratchDir, inner)
   try {
     let read = 0
     const counting = countingSource(source, (rows) => {
@@ -76,7 +79,7 @@ export async function prepareExport(options: ExportOptions): Promise<PreparedExp
       feed,
       store: scratch.store,
       name: STAGED,
-      logger,
+      logger: inner,
       ...(options.snapshotChunk !== undefined ? { snapshotChunk: options.snapshotChunk } : {}),
       // Bootstrapped: the copy is the feed's state at its checkpoint. Stop before following the feed.
       onPhase: (change) => {
@@ -106,7 +109,7 @@ export async function prepareExport(options: ExportOptions): Promise<PreparedExp
       checksum: 'sha256',
       signature: options.key === undefined ? null : 'hmac-sha256',
     }
-    logger.info({ feed, epoch: header.epoch, position: header.position, rows: header.rows }, `export of feed "${feed}": ${header.rows} rows at position ${header.position}`)
+    logger.debug({ feed, epoch: header.epoch, position: header.position, rows: header.rows }, `export of feed "${feed}": ${header.rows} rows at position ${header.position}`)
     const rows = stagedRows(scratch.store, header.rows, signal, onProgress)
     const key = options.key
     async function* body(): AsyncGenerator<Buffer> {
