@@ -13,6 +13,7 @@ import { BODY_LIMIT, DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_HEADER, PROTOCOL_VERSI
 import { MaintenanceLoop } from './maintenance.js'
 import { ServerMetrics } from './metrics.js'
 import { changesRoute } from './routes/changes.js'
+import { exportRoute } from './routes/export.js'
 import type { RouteContext } from './routes/context.js'
 import { feedsRoutes } from './routes/feeds.js'
 import { opsRoutes } from './routes/ops.js'
@@ -85,6 +86,7 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
   changesRoute(app, ctx)
   snapshotRoute(app, ctx)
   rowsRoute(app, ctx)
+  exportRoute(app, ctx)
   opsRoutes(app, ctx)
   await app.ready()
 
