@@ -21,9 +21,10 @@ export const MAX_HEADER_BYTES = 64 * 1024
 /** Media type of an export on HTTP. */
 export const EXPORT_MEDIA_TYPE = 'application/vnd.tidemark.export'
 
-/** `br` by default: measured against gzip in docs/export-format.md ("Compression"). */
-export type Compression = 'br' | 'gzip'
-export const COMPRESSIONS: readonly Compression[] = ['br', 'gzip']
+/** `gzip` by default: measured against brotli in docs/export-format.md ("Compression"). */
+export type Compression = 'gzip' | 'br'
+export const COMPRESSIONS: readonly Compression[] = ['gzip', 'br']
+export const DEFAULT_COMPRESSION: Compression = 'gzip'
 
 export interface ExportHeader {
   format: typeof EXPORT_FORMAT

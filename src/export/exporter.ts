@@ -15,7 +15,7 @@ import type { ReplicaStore } from '../store/replica-store.js'
 import { silentLogger, type Logger } from '../store/store.js'
 import type { FeedSource, SnapshotPage, SnapshotRequest } from '../transport/feed-source.js'
 import { demoted } from './demoted-logger.js'
-import { EXPORT_FORMAT, EXPORT_VERSION, type Compression, type ExportHeader } from './export-format.js'
+import { DEFAULT_COMPRESSION, EXPORT_FORMAT, EXPORT_VERSION, type Compression, type ExportHeader } from './export-format.js'
 import { writeExport } from './export-writer.js'
 
 /** The scratch replica's name. */
@@ -105,7 +105,7 @@ export async function prepareExport(options: ExportOptions): Promise<PreparedExp
       rows: state.keys,
       createdAt: new Date((options.now ?? Date.now)()).toISOString(),
       source: source.description,
-      compression: options.compression ?? 'br',
+      compression: options.compression ?? DEFAULT_COMPRESSION,
       checksum: 'sha256',
       signature: options.key === undefined ? null : 'hmac-sha256',
     }

@@ -12,7 +12,7 @@
  * correct: see docs/export-format.md), and a new import starts it over.
  */
 import { ConflictError } from '../errors.js'
-import type { ReplicaState, ReplicaStore } from '../store/replica-store.js'
+import type { ApplyHook, ReplicaState, ReplicaStore } from '../store/replica-store.js'
 import { ExportFileError, type ExportHeader } from './export-format.js'
 import { openExport, type ExportInput, type ReadExportOptions, type ReadResult } from './export-reader.js'
 
@@ -47,10 +47,15 @@ export async function checkExport(input: ExportInput, options: CheckOptions = {}
   }
 }
 
-export interface ImportOptions extends CheckOptions {
+export interface ImportOptions<Tx = unknown> extends CheckOptions {
   /** Opens the file's bytes from the start; called once per read. */
   open: () => ExportInput
-  store: ReplicaStore
+  store: ReplicaStore<Tx>
+  /**
+   * The consumer's projection hook: at the swap it sees the difference between the replica's old
+   * copy (none, unless forced) and the file's rows as changes, in the swap's transaction.
+   */
+  apply?: ApplyHook<Tx>
   /**
    * The source the replica will catch up from, as `replicate` names it (a feed server's URL): the
    * replica is bound to it, so that catching up continues this copy instead of starting over.
@@ -71,7 +76,7 @@ export interface ImportResult {
   signature: ReadResult['signature']
 }
 
-export async function importExport(options: ImportOptions): Promise<ImportResult> {
+export async function importExport<Tx>(options: ImportOptions<Tx>): Promise<ImportResult> {
   const { store, source, signal } = options
   const checked = options.checked ?? (await checkExport(options.open(), options))
   const { header } = checked
@@ -109,7 +114,7 @@ export async function importExport(options: ImportOptions): Promise<ImportResult
     }
     // Checked whole: only now is the copy complete, and only the swap makes it visible.
     await store.writeSnapshotChunk(name, [], { afterKey: last, readHead: header.position, done: true })
-    const state = await store.finishBootstrap(name)
+    const state = await store.finishBootstrap(name, options.apply)
     void store.collectGarbage(name).catch(() => {})
     return { header, state, signature: result.signature }
   } catch (error) {
@@ -123,7 +128,7 @@ export async function importExport(options: ImportOptions): Promise<ImportResult
 }
 
 /** A replica bound elsewhere is never taken over; one that holds a copy is replaced only when forced. */
-async function refuseToReplace(store: ReplicaStore, name: string, header: ExportHeader, source: string, force: boolean): Promise<void> {
+async function refuseToReplace<Tx>(store: ReplicaStore<Tx>, name: string, header: ExportHeader, source: string, force: boolean): Promise<void> {
   const existing = await store.state(name)
   if (existing === null) return
   const where = `replica "${name}" in ${store.location}`

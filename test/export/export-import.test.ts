@@ -12,7 +12,7 @@ import type { Json, WriteOp } from '../../src/protocol/types.js'
 import type { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import type { FeedSource } from '../../src/transport/feed-source.js'
 import { propertyParameters } from '../helpers/property.js'
-import { replicaState, sourceFixture } from '../helpers/replica-fixture.js'
+import { projectionHook, replicaState, sourceFixture } from '../helpers/replica-fixture.js'
 
 type Fixture = Awaited<ReturnType<typeof sourceFixture>>
 
@@ -226,6 +226,24 @@ describe('export → import → catch up', () => {
     assert.equal(state?.gen, 0)
     assert.equal(state?.bootstrap, null)
     assert.deepEqual(await replicaState(store, fx.feed), new Map())
+    await store.close()
+  })
+
+  it('runs the projection hook on the difference at the swap, so the consumer’s tables move with the copy', async () => {
+    const fx = await sourceFixture()
+    await fx.write(20, 2, 10)
+    const first = await exportToBuffer(fx.local, fx)
+    await fx.write(20, 2, 10)
+    const second = await exportToBuffer(fx.local, fx)
+    const store = fx.openReplicaStore(fx.replicaPath())
+    const projection = projectionHook()
+    projection.install(store.db)
+    const projected = () => new Map((store.db.prepare('SELECT key, value FROM projection ORDER BY key').all() as Array<{ key: string; value: string }>).map((r) => [r.key, r.value]))
+    const copy = async () => new Map([...(await replicaState(store, fx.feed))].map(([k, v]) => [k, v.data]))
+    await importExport({ open: input(first.file), store, source: 'x', apply: projection.hook })
+    assert.deepEqual(projected(), await copy())
+    await importExport({ open: input(second.file), store, source: 'x', apply: projection.hook, force: true })
+    assert.deepEqual(projected(), await copy())
     await store.close()
   })
 

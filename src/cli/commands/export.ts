@@ -1,9 +1,10 @@
-import { createWriteStream, renameSync, rmSync, statSync } from 'node:fs'
+import { createWriteStream, existsSync, renameSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { Option } from 'commander'
-import { COMPRESSIONS, type Compression } from '../../export/export-format.js'
+import { BadRequestError } from '../../errors.js'
+import { COMPRESSIONS, DEFAULT_COMPRESSION, type Compression } from '../../export/export-format.js'
 import type { SourceStore } from '../../store/store.js'
 import type { FeedSource } from '../../transport/feed-source.js'
 import type { Registrar } from '../cli.js'
@@ -31,7 +32,7 @@ export const registerExport: Registrar = (program, cli) => {
     .requiredOption('-o, --output <file>', 'the export file to write (replaced only once it is complete)')
     .option('--key <key>', KEY_HELP)
     .option('--token <token>', 'bearer token for a feed server (default: $TIDEMARK_TOKEN)')
-    .addOption(new Option('--compression <kind>', 'how the rows are compressed').choices(COMPRESSIONS).default('br'))
+    .addOption(new Option('--compression <kind>', 'how the rows are compressed').choices(COMPRESSIONS).default(DEFAULT_COMPRESSION))
     .option('--snapshot-chunk <n>', 'rows per snapshot read', parsePositive)
     .addHelpText(
       'after',
@@ -50,6 +51,7 @@ ${examples([
     .action(async (from: string, feed: string, options: ExportOptions) => {
       const key = exportKey(options.key)
       const output = resolve(options.output)
+      if (!existsSync(dirname(output))) throw new BadRequestError(`no such folder: ${dirname(output)} (where the export file ${options.output} would go)`)
       const partial = join(dirname(output), `.${basename(output)}.partial-${process.pid}`)
       const stop = stopSignal(cli.note.bind(cli))
       const aborted = new AbortController()

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { tmpdir } from 'node:os'
 import { Readable } from 'node:stream'
 import { BadRequestError } from '../../errors.js'
-import { COMPRESSIONS, EXPORT_MEDIA_TYPE, type Compression } from '../../export/export-format.js'
+import { COMPRESSIONS, DEFAULT_COMPRESSION, EXPORT_MEDIA_TYPE, type Compression } from '../../export/export-format.js'
 import { prepareExport } from '../../export/exporter.js'
 import { LocalFeedSource } from '../../transport/local-feed-source.js'
 import { EPOCH_HEADER, HEAD_HEADER } from '../http-protocol.js'
@@ -10,7 +10,7 @@ import { textParam, type Query } from '../query.js'
 import { checkEpoch, clientGone, type RouteContext } from './context.js'
 
 /**
- * `GET /v1/feeds/:feed/export?compression=br|gzip&epoch=E`: the feed's state at one position as an
+ * `GET /v1/feeds/:feed/export?compression=gzip|br&epoch=E`: the feed's state at one position as an
  * export file (docs/export-format.md). The server first copies the feed into a scratch file under
  * the OS's temporary folder (TMPDIR), reading in short chunks while the owner writes, then streams
  * the file out; the status and the headers (`tidemark-head` is the file's position) come once the
@@ -20,7 +20,7 @@ import { checkEpoch, clientGone, type RouteContext } from './context.js'
 export function exportRoute(app: FastifyInstance, ctx: RouteContext): void {
   app.get<{ Params: { feed: string }; Querystring: Query }>('/v1/feeds/:feed/export', async (request, reply) => {
     const { feed } = request.params
-    const compression = textParam(request.query, 'compression') ?? 'br'
+    const compression = textParam(request.query, 'compression') ?? DEFAULT_COMPRESSION
     if (!COMPRESSIONS.includes(compression as Compression)) {
       throw new BadRequestError(`query parameter "compression" must be one of ${COMPRESSIONS.join(', ')}, got ${JSON.stringify(compression)}`, { details: { parameter: 'compression' } })
     }
