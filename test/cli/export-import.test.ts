@@ -208,15 +208,7 @@ describe('tidemark export / import / inspect', () => {
 
     const child = spawnTidemark(['import', big, '--into', replica, '--force'])
     const done = collect(child)
-    let writing = false
-    for (let i = 0; i < 600 && !writing; i++) {
-      await delay(20)
-      const db = new Database(replica, { readonly: true })
-      const r = db.prepare('SELECT bootstrap_keys FROM tidemark_replica_replicas WHERE name = ?').get('customers') as { bootstrap_keys: number }
-      db.close()
-      writing = r.bootstrap_keys > 0
-    }
-    assert.ok(writing, 'the import began writing rows')
+    await writingRows(replica)
     child.kill('SIGKILL')
     const killed = await done
     assert.equal(killed.signal, 'SIGKILL', 'killed before it finished')
@@ -228,7 +220,38 @@ describe('tidemark export / import / inspect', () => {
     const final = replicaFile(replica)
     assert.deepEqual([final.replica?.epoch, final.replica?.seq, final.replica?.bootstrap, final.rows.length], ['e-new', 150_000, null, 150_000])
   })
+
+  it('stops on Ctrl-C mid-write with exit 130, cancelling the unfinished copy: the replica is exactly as it was', async () => {
+    const dir = tmpDir()
+    const small = join(dir, 'small.tidemark')
+    const big = join(dir, 'big.tidemark')
+    await syntheticExport(small, 3, { epoch: 'e-old' })
+    await syntheticExport(big, 150_000, { epoch: 'e-new' })
+    const replica = join(dir, 'replica.db')
+    ok(await tidemark(['import', small, '--into', replica]))
+    const before = replicaFile(replica)
+    const child = spawnTidemark(['import', big, '--into', replica, '--force'])
+    const done = collect(child)
+    await writingRows(replica)
+    child.kill('SIGINT')
+    const result = await done
+    assert.equal(result.code, 130, result.stderr)
+    assert.match(result.stderr, /^tidemark: stopped by SIGINT: nothing imported \(.*replica\.db is as it was\)\n$/)
+    assert.deepEqual(replicaFile(replica), before, 'copy, checkpoint and no bootstrap left behind')
+  })
 })
+
+/** Resolves once an import into `replica` has written rows into its unfinished copy. */
+async function writingRows(replica: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    await delay(20)
+    const db = new Database(replica, { readonly: true })
+    const r = db.prepare('SELECT bootstrap_keys FROM tidemark_replica_replicas WHERE name = ?').get('customers') as { bootstrap_keys: number }
+    db.close()
+    if (r.bootstrap_keys > 0) return
+  }
+  assert.fail('the import did not begin writing rows')
+}
 
 function readdirNoPartials(dir: string): string[] {
   return readdirSync(dir).filter((f) => f.includes('.partial') || f.includes('scratch'))

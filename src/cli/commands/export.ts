@@ -12,7 +12,7 @@ import { exportKey, KEY_HELP } from '../export-key.js'
 import { formatCount } from '../format.js'
 import { examples, parsePositive } from '../options.js'
 import { progressLine } from '../progress.js'
-import { stopSignal } from '../stop-signal.js'
+import { interruptible } from '../interrupt.js'
 
 interface ExportOptions {
   output: string
@@ -53,12 +53,11 @@ ${examples([
       const output = resolve(options.output)
       if (!existsSync(dirname(output))) throw new BadRequestError(`no such folder: ${dirname(output)} (where the export file ${options.output} would go)`)
       const partial = join(dirname(output), `.${basename(output)}.partial-${process.pid}`)
-      const stop = stopSignal(cli.note.bind(cli))
-      const aborted = new AbortController()
-      void stop.signalled.then((signal) => aborted.abort(new Error(`stopped by ${signal}`)))
+      const interrupt = interruptible(cli)
       const progress = progressLine(`export ${feed}`)
       let store: SourceStore | undefined
       let close: (() => Promise<void>) | undefined
+      let failure: unknown
       try {
         const { prepareExport } = await import('../../export/exporter.js')
         let source: FeedSource
@@ -78,14 +77,14 @@ ${examples([
           feed,
           scratchDir: dirname(output),
           compression: options.compression,
-          signal: aborted.signal,
+          signal: interrupt.signal,
           logger: cli.logger('export'),
           onProgress: (p) => progress.update(p.phase, p.rows, p.total),
           ...(key ? { key } : {}),
           ...(options.snapshotChunk !== undefined ? { snapshotChunk: options.snapshotChunk } : {}),
         })
         try {
-          await pipeline(Readable.from(prepared.body), createWriteStream(partial, { flags: 'wx' }), { signal: aborted.signal })
+          await pipeline(Readable.from(prepared.body), createWriteStream(partial, { flags: 'wx' }), { signal: interrupt.signal })
         } catch (error) {
           rmSync(partial, { force: true })
           throw error
@@ -99,11 +98,14 @@ ${examples([
           `exported ${formatCount(h.rows)} rows of feed "${h.feed}" at position ${h.position} (epoch ${h.epoch}) to ${options.output}: ` +
             `${formatCount(statSync(output).size)} bytes, ${h.signature === null ? 'unsigned' : 'signed'}`,
         )
+      } catch (error) {
+        failure = error
       } finally {
         progress.done()
-        stop.dispose()
+        interrupt.dispose()
         await store?.close()
         await close?.()
       }
+      if (failure !== undefined) interrupt.fail(failure, `no file written (${options.output} is as it was)`)
     })
 }

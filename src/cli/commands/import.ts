@@ -8,7 +8,7 @@ import { exportKey, KEY_HELP } from '../export-key.js'
 import { formatCount } from '../format.js'
 import { examples } from '../options.js'
 import { progressLine } from '../progress.js'
-import { stopSignal } from '../stop-signal.js'
+import { interruptible } from '../interrupt.js'
 
 interface ImportOptions {
   into: string
@@ -46,11 +46,10 @@ ${examples([
     )
     .action(async (file: string, options: ImportOptions) => {
       const key = exportKey(options.key)
-      const stop = stopSignal(cli.note.bind(cli))
-      const aborted = new AbortController()
-      void stop.signalled.then((signal) => aborted.abort(new Error(`stopped by ${signal}`)))
+      const interrupt = interruptible(cli)
       const progress = progressLine(`import ${file}`)
       let store: SqliteReplicaStore | undefined
+      let failure: unknown
       try {
         const [{ checkExport, importExport }, { SqliteReplicaStore }, { demoted }] = await Promise.all([
           import('../../export/importer.js'),
@@ -58,7 +57,7 @@ ${examples([
           import('../../export/demoted-logger.js'),
         ])
         const common = {
-          signal: aborted.signal,
+          signal: interrupt.signal,
           onProgress: (p: { phase: string; rows: number; total: number }) => progress.update(p.phase, p.rows, p.total),
           ...(key ? { key } : {}),
           ...(options.feed !== undefined ? { feed: options.feed } : {}),
@@ -83,11 +82,14 @@ ${examples([
             `(${signatureText(result.signature)}); catch up with: tidemark replicate ${source} ${h.feed} --into ${options.into}` +
             (result.state.name === h.feed ? '' : ` --name ${result.state.name}`),
         )
+      } catch (error) {
+        failure = error
       } finally {
         progress.done()
-        stop.dispose()
+        interrupt.dispose()
         await store?.close()
       }
+      if (failure !== undefined) interrupt.fail(failure, `nothing imported (${options.into} is as it was)`)
     })
 }
 
