@@ -197,15 +197,7 @@ describe('tidemark export / import / inspect', () => {
   })
 
   it('leaves the replica as it was when the import is killed mid-write; a new import starts over', async () => {
-    const dir = tmpDir()
-    const small = join(dir, 'small.tidemark')
-    const big = join(dir, 'big.tidemark')
-    await syntheticExport(small, 3, { epoch: 'e-old' })
-    await syntheticExport(big, 150_000, { epoch: 'e-new' })
-    const replica = join(dir, 'replica.db')
-    ok(await tidemark(['import', small, '--into', replica]))
-    const before = replicaFile(replica)
-
+    const { replica, big, before } = await seededReplica()
     const child = spawnTidemark(['import', big, '--into', replica, '--force'])
     const done = collect(child)
     await writingRows(replica)
@@ -222,14 +214,7 @@ describe('tidemark export / import / inspect', () => {
   })
 
   it('stops on Ctrl-C mid-write with exit 130, cancelling the unfinished copy: the replica is exactly as it was', async () => {
-    const dir = tmpDir()
-    const small = join(dir, 'small.tidemark')
-    const big = join(dir, 'big.tidemark')
-    await syntheticExport(small, 3, { epoch: 'e-old' })
-    await syntheticExport(big, 150_000, { epoch: 'e-new' })
-    const replica = join(dir, 'replica.db')
-    ok(await tidemark(['import', small, '--into', replica]))
-    const before = replicaFile(replica)
+    const { replica, big, before } = await seededReplica()
     const child = spawnTidemark(['import', big, '--into', replica, '--force'])
     const done = collect(child)
     await writingRows(replica)
@@ -240,6 +225,19 @@ describe('tidemark export / import / inspect', () => {
     assert.deepEqual(replicaFile(replica), before, 'copy, checkpoint and no bootstrap left behind')
   })
 })
+
+/** A replica holding a small copy, and a file big enough that importing it takes a while. */
+async function seededReplica() {
+    const dir = tmpDir()
+    const small = join(dir, 'small.tidemark')
+    const big = join(dir, 'big.tidemark')
+    await syntheticExport(small, 3, { epoch: 'e-old' })
+    await syntheticExport(big, 150_000, { epoch: 'e-new' })
+    const replica = join(dir, 'replica.db')
+    ok(await tidemark(['import', small, '--into', replica]))
+    const before = replicaFile(replica)
+  return { replica, big, before }
+}
 
 /** Resolves once an import into `replica` has written rows into its unfinished copy. */
 async function writingRows(replica: string): Promise<void> {
