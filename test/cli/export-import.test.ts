@@ -127,6 +127,28 @@ describe('tidemark export / import / inspect', () => {
     assert.deepEqual(file.rows, await sourceRows(o.store))
   })
 
+  it('has --help with examples, and refuses a bad export in one line leaving no file behind', async () => {
+    const o = await owner()
+    await o.write(0, 3)
+    const out = join(o.dir, 'out.tidemark')
+    const results = await tidemarkAll([
+      [['export', '--help']],
+      [['import', '--help']],
+      [['inspect', '--help']],
+      [['export', o.db, 'nope', '-o', out]],
+      [['export', o.url, 'customers', '-o', out, '--token', 'wrong']],
+      [['export', o.db, 'customers', '-o', join(o.dir, 'missing', 'out.tidemark')]],
+      [['import', join(o.dir, 'absent.tidemark'), '--into', join(o.dir, 'r.db')]],
+    ])
+    for (const help of results.slice(0, 3)) assert.match(ok(help!).join('\n'), /\nExamples:\n {2}(\S+=\S+ )?tidemark /)
+    failsWith(results[3]!, 1, /unknown feed "nope"/)
+    failsWith(results[4]!, 1, /wrong token/)
+    failsWith(results[5]!, 1, /no such folder: .*missing/)
+    failsWith(results[6]!, 1, /absent\.tidemark/)
+    assert.deepEqual(readdirNoPartials(o.dir), [])
+    assert.equal(existsSync(out), false)
+  })
+
   it('refuses every damaged or unwanted file with one clear line, creating or touching no replica', async () => {
     const o = await owner()
     await o.write(0, 300)
