@@ -143,6 +143,23 @@ export class StoreUnavailableError extends TidemarkError {
   }
 }
 
+/** The source's head (or digest position) went below a replica's checkpoint, with the same epoch: its history was rewound. */
+export class HistoryRewoundError extends TidemarkError {
+  constructor(
+    readonly feed: string,
+    readonly head: number,
+    readonly checkpoint: number,
+  ) {
+    super(
+      'epoch-changed',
+      `feed "${feed}" is at head ${head}, behind this replica's checkpoint ${checkpoint}, with the same epoch: ` +
+        'the source was restored from an older copy; re-bootstrapping so the replica keeps nothing the source no longer has',
+      { details: { feed, head, checkpoint } },
+    )
+    this.name = 'HistoryRewoundError'
+  }
+}
+
 export class ProtocolError extends TidemarkError {
   constructor(message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
     super('protocol', message, options)

@@ -10,6 +10,7 @@ import { registerExport } from './commands/export.js'
 import { registerFeeds } from './commands/feeds.js'
 import { registerImport } from './commands/import.js'
 import { registerInspect } from './commands/inspect.js'
+import { registerRepair, registerVerify } from './commands/reconcile.js'
 import { registerReplicate } from './commands/replicate.js'
 import { registerResetEpoch } from './commands/reset-epoch.js'
 import { registerRetention } from './commands/retention.js'
@@ -35,6 +36,8 @@ const COMMANDS: readonly Registrar[] = [
   registerRetention,
   registerReplicate,
   registerStatus,
+  registerVerify,
+  registerRepair,
 ]
 
 process.exitCode = await runCli(process.argv, COMMANDS)

@@ -2,6 +2,17 @@ import { CommanderError } from 'commander'
 import { EXIT_CODE, isTidemarkError } from '../errors.js'
 import { OutputClosedError } from './output.js'
 
+/**
+ * Ends a command with this exit code once it has said what it had to (e.g. `verify` found drift):
+ * not an error to report, just the status a script or a cron job reads.
+ */
+export class CommandExit extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`)
+    this.name = 'CommandExit'
+  }
+}
+
 /** Exit code of an error nobody planned for (BSD's EX_SOFTWARE). */
 export const EXIT_UNEXPECTED = 70
 
@@ -12,7 +23,7 @@ export const EXIT_UNEXPECTED = 70
  */
 export function reportError(error: unknown, options: { verbose: boolean; write: (text: string) => void }): number {
   // Commander has already printed its message (through configureOutput); help and version exit 0.
-  if (error instanceof CommanderError) return error.exitCode
+  if (error instanceof CommanderError || error instanceof CommandExit) return error.exitCode
   // The reader closed the pipe (`tidemark dump … | head`): that is how such a pipeline ends.
   if (error instanceof OutputClosedError) return 0
 

@@ -146,17 +146,18 @@ async function* stagedRows(
   }
 }
 
-/** The source as it is, counting the snapshot rows it hands out (for progress). */
+/** The source as it is (whatever it can do), counting the snapshot rows it hands out (for progress). */
 function countingSource(source: FeedSource, onRows: (n: number) => void): FeedSource {
-  return {
-    description: source.description,
-    info: (feed, signal) => source.info(feed, signal),
-    changes: (feed, request) => source.changes(feed, request),
-    rows: (feed, keys, signal) => source.rows(feed, keys, signal),
-    async snapshot(feed: string, request: SnapshotRequest): Promise<SnapshotPage> {
-      const page = await source.snapshot(feed, request)
-      onRows(page.rows.length)
-      return page
-    },
+  const snapshot = async (feed: string, request: SnapshotRequest): Promise<SnapshotPage> => {
+    const page = await source.snapshot(feed, request)
+    onRows(page.rows.length)
+    return page
   }
+  return new Proxy(source, {
+    get(target, prop) {
+      if (prop === 'snapshot') return snapshot
+      const value = Reflect.get(target, prop, target) as unknown
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value
+    },
+  })
 }

@@ -14,6 +14,13 @@ export const LIMITS = {
   waitMaxMs: 60_000,
   /** Most keys in one `POST rows` request. */
   rowsMax: 10_000,
+  /** Most digest nodes in one `GET digest` query, and in one `POST digest` body. */
+  digestNodesGet: 64,
+  digestNodesMax: 4096,
+  /** Most buckets in one `POST keys` request: all 65,536 leaves. */
+  keysBucketsMax: 65_536,
+  /** Buckets a source store reads per call (one short read transaction each). */
+  bucketsPerRead: 256,
   /** Feed names: letters, digits, `_`, `-`, `.`; 1–64 characters, not starting with a dot or dash. */
   feedName: /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/,
 } as const

@@ -74,5 +74,24 @@ export interface SnapshotChunk {
   done: boolean
 }
 
+/**
+ * A key's entry in a digest bucket, for reconciliation: the seq of the version held and its hash
+ * H(key, seq, data) (digest/row-hash.ts); `hash` null is a tombstone (not in the digest, listed so
+ * that a delete newer than a replica's checkpoint is told apart from drift).
+ */
+export interface DigestEntry {
+  key: string
+  seq: Seq
+  hash: bigint | null
+}
+
+/** One leaf bucket's entries in key order, with the bucket's count and sum read at the same position. */
+export interface BucketList {
+  bucket: number
+  count: number
+  sum: bigint
+  entries: DigestEntry[]
+}
+
 /** One write of the source API: upsert with data, or delete. */
 export type WriteOp = { op: 'upsert'; key: string; data: Json } | { op: 'delete'; key: string }

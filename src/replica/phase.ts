@@ -2,13 +2,14 @@
  * The replica's phases and the only transitions allowed between them (docs/replica.md has the
  * same table with the events that cause each). An illegal transition is a bug and throws.
  */
-export type Phase = 'idle' | 'bootstrapping' | 'catching-up' | 'live' | 'stopped' | 'failed'
+export type Phase = 'idle' | 'bootstrapping' | 'catching-up' | 'live' | 'reconciling' | 'stopped' | 'failed'
 
 export const TRANSITIONS: Readonly<Record<Phase, readonly Phase[]>> = {
-  idle: ['bootstrapping', 'catching-up', 'stopped', 'failed'],
+  idle: ['bootstrapping', 'catching-up', 'reconciling', 'stopped', 'failed'],
   bootstrapping: ['bootstrapping', 'catching-up', 'stopped', 'failed'],
-  'catching-up': ['live', 'bootstrapping', 'stopped', 'failed'],
-  live: ['catching-up', 'bootstrapping', 'stopped', 'failed'],
+  'catching-up': ['live', 'bootstrapping', 'reconciling', 'stopped', 'failed'],
+  live: ['catching-up', 'bootstrapping', 'reconciling', 'stopped', 'failed'],
+  reconciling: ['catching-up', 'bootstrapping', 'stopped', 'failed'],
   stopped: ['idle'],
   failed: ['idle'],
 }

@@ -2,6 +2,7 @@ import {
   ApplyFailedError,
   ConflictError,
   EpochChangedError,
+  HistoryRewoundError,
   LogTruncatedError,
   NotAStoreError,
   TidemarkError,
@@ -14,8 +15,29 @@ import { Backoff } from '../transport/backoff.js'
 import type { FeedSource } from '../transport/feed-source.js'
 import { LongPollTransport } from '../transport/http/long-poll-transport.js'
 import type { ChangeTransport } from '../transport/transport.js'
+import { reconcile } from '../reconcile/reconcile.js'
+import type { ReconcileMode, ReconcileRun, ReconcileTrigger } from '../reconcile/run.js'
 import { planDelivery } from './delivery-plan.js'
 import { PhaseMachine, type Phase, type PhaseChange } from './phase.js'
+
+/** When the replica compares itself with its source (docs/reconcile.md). */
+export interface ReconcileSchedule {
+  /** Once at start-up, as soon as there is a copy. */
+  onStart?: boolean
+  /** Every so many ms, with jitter (so that many replicas do not ask at once). */
+  everyMs?: number
+  /** The schedule varies by ± this fraction of `everyMs` (default 0.1). */
+  jitter?: number
+  /** When the checkpoint has not moved for this long while the source's head is ahead. */
+  slaMs?: number
+  /** What scheduled, start-up and SLA runs do (default `repair`; on-demand runs say their own). */
+  mode?: ReconcileMode
+  /** Recompute the replica's digest from its rows first, on scheduled runs too. */
+  deep?: boolean
+  /** How often to look for runs asked for by another process, e.g. `tidemark repair` (default 1000 ms). */
+  requestPollMs?: number
+  random?: () => number
+}
 
 export interface ReplicaOptions<Tx> {
   /** Where the feed comes from: `HttpFeedSource` for a feed server, `LocalFeedSource` in-process. */
@@ -44,6 +66,7 @@ export interface ReplicaOptions<Tx> {
   catchUpThreshold?: number
   onPhase?: (change: PhaseChange) => void
   now?: () => number
+  reconcile?: ReconcileSchedule
 }
 
 export interface ReplicaStatus {
@@ -58,18 +81,21 @@ export interface ReplicaStatus {
   bootstrap: BootstrapProgress | null
   lastError: string | null
   history: PhaseChange[]
+  /** The last reconciliation run of this process, if any (all runs: `ReplicaStore.runs`). */
+  lastRun: ReconcileRun | null
 }
 
-/** The source's head went below the replica's checkpoint: its history was rewound. */
-class HistoryRewoundError extends TidemarkError {
-  constructor(feed: string, head: Seq, checkpoint: Seq) {
-    super(
-      'epoch-changed',
-      `feed "${feed}" is at head ${head}, behind this replica's checkpoint ${checkpoint}, with the same epoch: ` +
-        'the source was restored from an older copy; re-bootstrapping so the replica keeps nothing the source no longer has',
-    )
-  }
+interface DueRun {
+  trigger: ReconcileTrigger
+  mode: ReconcileMode
+  deep: boolean
+  requestId?: number
+  resolve?: (run: ReconcileRun) => void
+  reject?: (error: unknown) => void
 }
+
+/** Raised inside follow() to leave it for a reconciliation run that is due. */
+class ReconcileWake extends Error {}
 
 /** Raised inside follow() by the head check to make it pull from the log and resubscribe. */
 class StallError extends Error {}
@@ -95,6 +121,10 @@ export class Replica<Tx = unknown> {
   private bootstrapProgress: BootstrapProgress | null = null
   private waiters: Array<{ seq: Seq; resolve: () => void; reject: (e: unknown) => void }> = []
   private failure: unknown
+  private dueRuns: DueRun[] = []
+  private nextScheduled: number | null = null
+  private wakeFollow: (() => void) | undefined
+  private lastRun: ReconcileRun | null = null
 
   constructor(options: ReplicaOptions<Tx>) {
     this.options = options
@@ -128,6 +158,7 @@ export class Replica<Tx = unknown> {
       bootstrap: this.bootstrapProgress,
       lastError: this.lastError,
       history: [...this.machine.history],
+      lastRun: this.lastRun,
     }
   }
 
@@ -145,6 +176,8 @@ export class Replica<Tx = unknown> {
     else signal?.addEventListener('abort', onAbort, { once: true })
     if (this.machine.phase === 'stopped' || this.machine.phase === 'failed') this.machine.to('idle', 'run() again')
     this.failure = undefined
+    if (this.options.reconcile?.onStart) this.dueRuns.push(this.defaultRun('start'))
+    this.schedule()
     this.running = this.loop(controller.signal).finally(() => {
       signal?.removeEventListener('abort', onAbort)
       this.running = undefined
@@ -156,6 +189,34 @@ export class Replica<Tx = unknown> {
   async stop(): Promise<void> {
     this.controller?.abort(new Error('stopped'))
     await this.running?.catch(() => {})
+  }
+
+  /**
+   * Compares the replica with its source now (and repairs drift in `repair` mode), as a phase of
+   * the running replica: nothing is applied meanwhile. Resolves with the run's record.
+   */
+  reconcile(options: { mode?: ReconcileMode; deep?: boolean } = {}): Promise<ReconcileRun> {
+    if (!this.running) throw new ConflictError(`replica ${this.name} is ${this.machine.phase}: run() it before reconciling`)
+    return new Promise<ReconcileRun>((resolve, reject) => {
+      this.due({ trigger: 'demand', mode: options.mode ?? 'repair', deep: options.deep === true, resolve, reject })
+    })
+  }
+
+  private due(run: DueRun): void {
+    this.dueRuns.push(run)
+    this.wakeFollow?.()
+  }
+
+  private schedule(): void {
+    const every = this.options.reconcile?.everyMs
+    if (every === undefined) return
+    const jitter = this.options.reconcile?.jitter ?? 0.1
+    const random = this.options.reconcile?.random ?? Math.random
+    this.nextScheduled = this.now() + Math.max(1, Math.round(every * (1 + jitter * (2 * random() - 1))))
+  }
+
+  private defaultRun(trigger: ReconcileTrigger): DueRun {
+    return { trigger, mode: this.options.reconcile?.mode ?? 'repair', deep: this.options.reconcile?.deep === true }
   }
 
   /**
@@ -206,6 +267,11 @@ export class Replica<Tx = unknown> {
             await this.bootstrap(signal, state.bootstrap ? 'resuming the bootstrap' : 'no copy yet')
           } else {
             this.adopt(state)
+            const due = this.dueRuns.shift()
+            if (due !== undefined) {
+              await this.runReconcile(due, signal)
+              continue
+            }
             if (this.machine.phase !== 'catching-up' && this.machine.phase !== 'live') this.machine.to('catching-up', `from checkpoint ${state.seq}`)
             await this.follow(signal)
           }
@@ -217,6 +283,7 @@ export class Replica<Tx = unknown> {
       if (this.failure) throw this.failure
       this.machine.to('stopped', 'stop requested')
       this.rejectWaiters(new Error(`replica ${this.name} stopped`))
+      this.rejectRuns(new Error(`replica ${this.name} stopped`))
     } catch (error) {
       this.fail(error)
       throw error
@@ -225,6 +292,47 @@ export class Replica<Tx = unknown> {
       await this.store.release(this.name).catch(() => {})
       this.connected = false
     }
+  }
+
+  /** The `reconciling` phase: one run, then back to following (or re-bootstrapping). */
+  private async runReconcile(due: DueRun, signal: AbortSignal): Promise<void> {
+    this.machine.to('reconciling', `${due.trigger}: ${due.mode}${due.deep ? ' (deep)' : ''}`)
+    let run: ReconcileRun
+    try {
+      run = await reconcile({
+        source: this.source,
+        feed: this.feed,
+        store: this.store,
+        name: this.name,
+        mode: due.mode,
+        deep: due.deep,
+        trigger: due.trigger,
+        signal,
+        now: this.now,
+        ...(this.options.apply ? { hook: this.options.apply } : {}),
+        ...(due.requestId !== undefined ? { requestId: due.requestId } : {}),
+      })
+    } catch (error) {
+      due.reject?.(error)
+      throw error
+    }
+    this.lastRun = run
+    if (due.trigger === 'schedule') this.schedule()
+    const level = run.outcome === 'intact' ? 'info' : 'warn'
+    this.logger[level](
+      { replica: this.name, run: { outcome: run.outcome, drifted: run.drifted, repaired: run.repaired, lagging: run.lagging, cost: run.cost } },
+      `replica ${this.name}: ${due.mode} (${due.trigger}) → ${run.outcome}` +
+        (run.drifted > 0 ? `: ${run.drifted} drifted key(s), ${run.repaired} repaired` : '') +
+        (run.error ? ` (${run.error})` : ''),
+    )
+    if (run.outcome === 'rebootstrap' && due.mode === 'repair') {
+      due.resolve?.(run)
+      await this.restartBootstrap(signal, run.error ?? 'reconciliation found the source rewound')
+      return
+    }
+    this.adopt((await this.store.state(this.name)) as ReplicaState)
+    this.machine.to('catching-up', `${due.mode} ${run.outcome}`)
+    due.resolve?.(run)
   }
 
   /** Decides what an error means: re-bootstrap, retry after a pause, or stop for good. */
@@ -332,6 +440,28 @@ export class Replica<Tx = unknown> {
     signal.addEventListener('abort', onAbort, { once: true })
     let lastProgress = { seq: this.checkpoint, at: this.now() }
     const headCheckMs = this.options.headCheckMs ?? 30_000
+    const slaMs = this.options.reconcile?.slaMs
+    let slaRunAt = -1
+    this.wakeFollow = () => inner.abort(new ReconcileWake('reconcile'))
+    const timers: Array<ReturnType<typeof setTimeout>> = []
+    if (this.nextScheduled !== null) {
+      timers.push(
+        setTimeout(() => {
+          this.nextScheduled = null
+          this.due(this.defaultRun('schedule'))
+        }, Math.max(0, this.nextScheduled - this.now())),
+      )
+    }
+    // Asked for while this was starting: nothing woke it.
+    if (this.dueRuns.length > 0) inner.abort(new ReconcileWake('reconcile'))
+    const requestPoll = setInterval(() => {
+      this.store
+        .takeRunRequests(this.name)
+        .then((requests) => {
+          for (const r of requests) this.due({ trigger: 'demand', mode: r.mode, deep: r.deep, requestId: r.id })
+        })
+        .catch(() => {})
+    }, this.options.reconcile?.requestPollMs ?? 1000)
     const headCheck = setInterval(() => {
       void this.source
         .info(this.feed, inner.signal)
@@ -339,7 +469,16 @@ export class Replica<Tx = unknown> {
           if (info.epoch !== epoch) return inner.abort(new EpochChangedError(this.feed, epoch, info.epoch))
           this.sourceHead = Math.max(this.sourceHead, info.head)
           await this.store.noteSourceHead(this.name, info.head)
-          if (info.head > this.checkpoint && this.checkpoint === lastProgress.seq && this.now() - lastProgress.at >= headCheckMs) {
+          const stalledFor = this.now() - lastProgress.at
+          if (slaMs !== undefined && info.head > this.checkpoint && this.checkpoint === lastProgress.seq && stalledFor >= slaMs && slaRunAt !== lastProgress.seq) {
+            slaRunAt = lastProgress.seq
+            this.logger.warn(
+              { replica: this.name, head: info.head, checkpoint: this.checkpoint },
+              `replica ${this.name} has not advanced within its SLA (${Math.round(stalledFor / 1000)} s) while the source is at ${info.head}: reconciling`,
+            )
+            return this.due(this.defaultRun('sla'))
+          }
+          if (info.head > this.checkpoint && this.checkpoint === lastProgress.seq && stalledFor >= headCheckMs) {
             this.logger.warn(
               { replica: this.name, head: info.head, checkpoint: this.checkpoint },
               `replica ${this.name} has not advanced for ${Math.round((this.now() - lastProgress.at) / 1000)} s while the source is at ${info.head} (checkpoint ${this.checkpoint}): pulling from the log`,
@@ -348,7 +487,7 @@ export class Replica<Tx = unknown> {
           }
         })
         .catch(() => {})
-    }, headCheckMs)
+    }, slaMs === undefined ? headCheckMs : Math.max(10, Math.min(headCheckMs, Math.floor(slaMs / 3))))
     // Not unref'd: a running replica keeps its process alive, like a server's socket does.
     let headNotedAt = 0
     const noteHead = async (head: Seq): Promise<void> => {
@@ -384,6 +523,9 @@ export class Replica<Tx = unknown> {
       if (signal.aborted || !inner.signal.aborted) throw error
     } finally {
       clearInterval(headCheck)
+      clearInterval(requestPoll)
+      for (const t of timers) clearTimeout(t)
+      this.wakeFollow = undefined
       signal.removeEventListener('abort', onAbort)
       inner.abort()
     }
@@ -437,6 +579,12 @@ export class Replica<Tx = unknown> {
     for (const w of ready) w.resolve()
   }
 
+  private rejectRuns(error: unknown): void {
+    const runs = this.dueRuns
+    this.dueRuns = []
+    for (const r of runs) r.reject?.(error)
+  }
+
   private rejectWaiters(error: unknown): void {
     const waiters = this.waiters
     this.waiters = []
@@ -447,6 +595,7 @@ export class Replica<Tx = unknown> {
     this.lastError = asTidemarkError(error).message
     if (this.machine.phase !== 'failed') this.machine.to('failed', this.lastError)
     this.rejectWaiters(error)
+    this.rejectRuns(error)
   }
 }
 

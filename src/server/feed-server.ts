@@ -15,7 +15,9 @@ import { ServerMetrics } from './metrics.js'
 import { changesRoute } from './routes/changes.js'
 import { exportRoute } from './routes/export.js'
 import type { RouteContext } from './routes/context.js'
+import { digestRoutes } from './routes/digest.js'
 import { feedsRoutes } from './routes/feeds.js'
+import { keysRoute } from './routes/keys.js'
 import { opsRoutes } from './routes/ops.js'
 import { rowsRoute } from './routes/rows.js'
 import { snapshotRoute } from './routes/snapshot.js'
@@ -86,6 +88,8 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
   changesRoute(app, ctx)
   snapshotRoute(app, ctx)
   rowsRoute(app, ctx)
+  digestRoutes(app, ctx)
+  keysRoute(app, ctx)
   exportRoute(app, ctx)
   opsRoutes(app, ctx)
   await app.ready()

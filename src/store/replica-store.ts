@@ -6,11 +6,36 @@
  * `Tx` is what a projection hook receives to write the consumer's own tables inside the apply
  * transaction: the backend's connection (e.g. the better-sqlite3 Database for SQLite).
  */
-import type { Change, Seq, StateRow } from '../protocol/types.js'
+import type { ReconcileMode, ReconcileRun, RunRequest } from '../reconcile/run.js'
+import type { BucketList, Change, Seq, StateRow } from '../protocol/types.js'
 import type { DigestLeaf } from './store.js'
 
+/**
+ * Why the hook sees a change: the log (`apply`), the difference between two copies when a
+ * bootstrap swaps one in (`bootstrap`), or a drifted key set right (`repair`: `seq` is the source's
+ * version, at or below the checkpoint).
+ */
+export interface ApplyContext {
+  cause: 'apply' | 'bootstrap' | 'repair'
+}
+
 /** Runs inside the apply transaction, once per change that takes effect. Throwing rolls it back. */
-export type ApplyHook<Tx> = (change: Change, tx: Tx) => void
+export type ApplyHook<Tx> = (change: Change, tx: Tx, context: ApplyContext) => void
+
+/** One drifted key set to the source's version: `row` null (or a tombstone) deletes it. */
+export interface RepairFix {
+  key: string
+  row: StateRow | null
+}
+
+/** What `rehash` found: the stored digest and row hashes against the rows as they are. */
+export interface RehashReport {
+  rows: number
+  /** Rows whose stored hash or bucket did not match their key, seq and data (edited outside tidemark). */
+  staleRows: number
+  /** Leaf buckets whose stored count or sum was wrong. */
+  wrongBuckets: number
+}
 
 export interface BootstrapProgress {
   /** The generation being built; readers keep seeing the current one until the swap. */
@@ -103,6 +128,30 @@ export interface ReplicaStore<Tx = unknown> {
   apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<Tx>): Promise<ReplicaState>
   /** Records the source's head as last seen (for lag), without touching data. */
   noteSourceHead(name: string, head: Seq): Promise<void>
+
+  /**
+   * Sets drifted keys to the source's versions in the current generation, whatever seq the copy
+   * holds, with the digest and the hook's writes, in one transaction. Refused (ConflictError)
+   * unless the checkpoint is still `at`: a repair never moves the checkpoint, and never applies
+   * what was compared at another position.
+   */
+  repair(name: string, fixes: RepairFix[], at: { epoch: string; seq: Seq }, hook?: ApplyHook<Tx>): Promise<number>
+  /**
+   * Recomputes every row's hash and bucket and the digest from the rows as they are (a deep
+   * verify: rows or digest edited outside tidemark), and stores the corrected ones.
+   */
+  rehash(name: string): Promise<RehashReport>
+  /** The entries of the given leaf buckets in the current copy, with each bucket's count and sum. */
+  bucketEntries(name: string, buckets: number[]): Promise<BucketList[]>
+
+  /** Records a reconciliation run (and answers its request, if any); keeps the last 100. */
+  recordRun(name: string, run: ReconcileRun): Promise<number>
+  /** The latest runs, newest first. */
+  runs(name: string, limit?: number): Promise<ReconcileRun[]>
+  /** Asks the process that replicates `name` for a run; returns the request's id. */
+  requestRun(name: string, request: { mode: ReconcileMode; deep: boolean }): Promise<number>
+  /** Takes the pending requests (each is returned once). */
+  takeRunRequests(name: string): Promise<RunRequest[]>
 
   /** Reading the copy. */
   get(name: string, key: string): Promise<StateRow | undefined>

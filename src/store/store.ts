@@ -4,6 +4,7 @@
  * runs. Every method is async so that a networked backend fits the same contract.
  */
 import type {
+  BucketList,
   Change,
   FeedInfo,
   Retention,
@@ -97,6 +98,13 @@ export interface SourceStore {
 
   /** The digest's leaves with a non-zero count, exact as of the returned seq (brought up to date first). */
   digestLeaves(feed: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }>
+
+  /**
+   * The entries (tombstones included) of the given leaf buckets with each bucket's count and sum,
+   * read at one position (`seq`, the digest's), for reconciliation. Callers ask for a bounded number
+   * of buckets at a time (the feed server: 256).
+   */
+  bucketEntries(feed: string, buckets: number[]): Promise<{ seq: Seq; minSeq: Seq; lists: BucketList[] }>
 
   /** Installs capture on an existing table: every insert, update and delete lands in the feed. */
   track(options: TrackOptions): Promise<FeedInfo>

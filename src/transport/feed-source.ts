@@ -3,7 +3,8 @@
  * key. The HTTP client (`http/http-feed-source.ts`) speaks protocol v1 to a feed server;
  * `local-feed-source.ts` reads a SourceStore in the same process (tests, the demo, benchmarks).
  */
-import type { Change, FeedInfo, Seq, StateRow } from '../protocol/types.js'
+import type { DigestNode } from '../digest/digest-tree.js'
+import type { BucketList, Change, FeedInfo, Seq, StateRow } from '../protocol/types.js'
 
 export interface ChangesRequest {
   after: Seq
@@ -47,6 +48,49 @@ export interface RowsPage {
   rows: StateRow[]
 }
 
+/** Children of digest tree nodes (digest/digest-tree.ts): `nodes` are indexes at `level`. */
+export interface DigestRequest {
+  /** 0 … TREE_DEPTH - 1: the level of the nodes whose children are asked for. */
+  level: number
+  nodes: number[]
+  epoch?: string
+  signal?: AbortSignal
+}
+
+export interface DigestPage {
+  epoch: string
+  /** The position the digest is exact at (the source's digestSeq, brought up to date first). */
+  seq: Seq
+  head: Seq
+  minSeq: Seq
+  level: number
+  /** Each asked-for node with its count and sum and its 16 children, all read at `seq`. */
+  nodes: Array<{ index: number; node: DigestNode; children: DigestNode[] }>
+}
+
+export interface KeysRequest {
+  buckets: number[]
+  epoch?: string
+  signal?: AbortSignal
+}
+
+export interface KeysListing {
+  epoch: string
+  /** The position of the first lists; later ones may be read further on (each is exact at its own). */
+  seq: Seq
+  /** The oldest seq the log keeps: the highest seen, final once `lists` is exhausted. */
+  minSeq: Seq
+  /** One list per asked-for bucket, in the order asked, streamed (bounded memory). */
+  lists: AsyncIterable<BucketList>
+}
+
+/** What a FeedSource has exchanged so far (HTTP: bytes of requests and responses, headers included). */
+export interface Traffic {
+  requests: number
+  bytesSent: number
+  bytesReceived: number
+}
+
 export interface FeedSource {
   /** Where the source is, for messages (no credentials). */
   readonly description: string
@@ -54,4 +98,10 @@ export interface FeedSource {
   changes(feed: string, request: ChangesRequest): Promise<ChangesPage>
   snapshot(feed: string, request: SnapshotRequest): Promise<SnapshotPage>
   rows(feed: string, keys: string[], signal?: AbortSignal): Promise<RowsPage>
+  /** For reconciliation: digest tree nodes' children, one level per request. */
+  digest(feed: string, request: DigestRequest): Promise<DigestPage>
+  /** For reconciliation: the `(key, seq, hash)` lists of leaf buckets. */
+  keys(feed: string, request: KeysRequest): Promise<KeysListing>
+  /** Counters of what was exchanged, for reconciliation reports (absent: not measured). */
+  traffic?(): Traffic
 }

@@ -6,15 +6,30 @@
  */
 import { BadRequestError, EpochChangedError, LogTruncatedError } from '../errors.js'
 import { LIMITS } from '../protocol/limits.js'
-import type { Change, FeedInfo } from '../protocol/types.js'
+import { readBucketLists, SourceDigests } from '../digest/source-digest.js'
+import { checkBuckets, checkDigestRequest } from '../protocol/digest-wire.js'
+import type { BucketList, Change, FeedInfo } from '../protocol/types.js'
 import type { SourceStore } from '../store/store.js'
-import type { ChangesPage, ChangesRequest, FeedSource, RowsPage, SnapshotPage, SnapshotRequest } from './feed-source.js'
+import type {
+  ChangesPage,
+  ChangesRequest,
+  DigestPage,
+  DigestRequest,
+  FeedSource,
+  KeysListing,
+  KeysRequest,
+  RowsPage,
+  SnapshotPage,
+  SnapshotRequest,
+} from './feed-source.js'
 
 export class LocalFeedSource implements FeedSource {
   readonly description: string
+  private readonly digests: SourceDigests
 
   constructor(private readonly store: SourceStore) {
     this.description = `local:${store.location}`
+    this.digests = new SourceDigests(store)
   }
 
   async info(feed: string, signal?: AbortSignal): Promise<FeedInfo> {
@@ -63,6 +78,40 @@ export class LocalFeedSource implements FeedSource {
     if (keys.length === 0) return { epoch: info.epoch, head: info.head, rows: [] }
     const { head, rows } = await this.store.rows(feed, [...new Set(keys)])
     return { epoch: info.epoch, head, rows }
+  }
+
+  async digest(feed: string, req: DigestRequest): Promise<DigestPage> {
+    const { level, nodes } = checkDigestRequest(req.level, req.nodes, LIMITS.digestNodesMax)
+    req.signal?.throwIfAborted()
+    return this.digests.page(feed, level, nodes, req.epoch)
+  }
+
+  async keys(feed: string, req: KeysRequest): Promise<KeysListing> {
+    const buckets = checkBuckets(req.buckets)
+    req.signal?.throwIfAborted()
+    const info = await this.store.getFeed(feed)
+    checkEpoch(feed, req.epoch, info.epoch)
+    const chunks = readBucketLists(this.store, feed, buckets, req.signal)
+    // The first read comes before the answer, as on the feed server: a refusal is thrown here.
+    const first = await chunks.next()
+    const head = first.done ? undefined : first.value
+    const store = this.store
+    // Runs only once iterated, after `listing` exists.
+    async function* lists(): AsyncGenerator<BucketList> {
+      try {
+        if (head) yield* head.lists
+        for await (const chunk of chunks) {
+          listing.minSeq = Math.max(listing.minSeq, chunk.minSeq)
+          yield* chunk.lists
+        }
+        // Like the feed server's end line: lists read across a reset of the feed are not one history's.
+        checkEpoch(feed, info.epoch, (await store.getFeed(feed)).epoch)
+      } finally {
+        await chunks.return(undefined)
+      }
+    }
+    const listing: KeysListing = { epoch: info.epoch, seq: head?.seq ?? info.digestSeq, minSeq: head?.minSeq ?? info.minSeq, lists: lists() }
+    return listing
   }
 
   /** One page: the store's batches up to the first transaction boundary at or after `limit`. */

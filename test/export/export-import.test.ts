@@ -22,17 +22,20 @@ function busyOwner(fx: Fixture, txs: WriteOp[][]): FeedSource {
     const ops = txs.shift()
     if (ops !== undefined && ops.length > 0) await fx.source.write(fx.feed, ops)
   }
+  const local = fx.local
   return {
-    description: fx.local.description,
-    info: (feed, signal) => fx.local.info(feed, signal),
-    rows: (feed, keys, signal) => fx.local.rows(feed, keys, signal),
+    description: local.description,
+    info: (feed, signal) => local.info(feed, signal),
+    rows: (feed, keys, signal) => local.rows(feed, keys, signal),
+    digest: (feed, request) => local.digest(feed, request),
+    keys: (feed, request) => local.keys(feed, request),
     async snapshot(feed, request) {
       await next()
-      return fx.local.snapshot(feed, request)
+      return local.snapshot(feed, request)
     },
     async changes(feed, request) {
       await next()
-      return fx.local.changes(feed, request)
+      return local.changes(feed, request)
     },
   }
 }

@@ -15,6 +15,7 @@ const ROUTE: Record<Phase, Phase[]> = {
   bootstrapping: ['bootstrapping'],
   'catching-up': ['catching-up'],
   live: ['catching-up', 'live'],
+  reconciling: ['catching-up', 'reconciling'],
   stopped: ['stopped'],
   failed: ['failed'],
 }

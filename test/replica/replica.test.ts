@@ -9,19 +9,8 @@ import type { ChangeTransport, Delivery, SubscribeOptions } from '../../src/tran
 import { LongPollTransport } from '../../src/transport/http/long-poll-transport.js'
 import type { FeedSource } from '../../src/transport/feed-source.js'
 import { faultyTransport } from '../helpers/faulty-transport.js'
+import { phases, until } from '../helpers/phases.js'
 import { projectionHook, replicaState, sourceFixture } from '../helpers/replica-fixture.js'
-
-function phases(changes: PhaseChange[]): string[] {
-  return changes.map((c) => `${c.from}→${c.to}`)
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await delay(5)
-  }
-}
 
 describe('replica', () => {
   it('bootstraps while the owner writes, goes live, restarts from its checkpoint; the hook sees each change once', async () => {
@@ -118,6 +107,8 @@ describe('replica', () => {
       info: (f, s) => fx.local.info(f, s),
       changes: (f, r) => fx.local.changes(f, r),
       rows: (f, k, s) => fx.local.rows(f, k, s),
+      digest: (f, r) => fx.local.digest(f, r),
+      keys: (f, r) => fx.local.keys(f, r),
       async snapshot(f, r) {
         if (++chunks === 3) await fx.source.resetEpoch(fx.feed)
         return fx.local.snapshot(f, r)
@@ -319,6 +310,8 @@ describe('replica', () => {
       },
       snapshot: (f, r) => fx.local.snapshot(f, r),
       rows: (f, k, s) => fx.local.rows(f, k, s),
+      digest: (f, r) => fx.local.digest(f, r),
+      keys: (f, r) => fx.local.keys(f, r),
     }
     const replica = createReplica({ source, feed: fx.feed, store, onPhase: (c) => seen.push(c), transport: new LongPollTransport(source, { waitMs: 50 }) })
     const running = replica.run()

@@ -43,6 +43,10 @@ describe('docs/protocol.md', () => {
       LIMITS.snapshotMax,
       LIMITS.waitMaxMs,
       LIMITS.rowsMax,
+      LIMITS.digestNodesGet,
+      LIMITS.digestNodesMax,
+      LIMITS.keysBucketsMax,
+      LIMITS.bucketsPerRead,
     ]
     for (const n of numbers) assert.match(limits, new RegExp(`\\b${n}\\b`), `the limits table states ${n}`)
     assert.ok(limits.includes(LIMITS.feedName.source), 'the limits table states the feed name pattern')

@@ -27,6 +27,12 @@ class ScriptedSource implements FeedSource {
   async rows(): Promise<never> {
     throw new Error('not scripted')
   }
+  async digest(): Promise<never> {
+    throw new Error('not scripted')
+  }
+  async keys(): Promise<never> {
+    throw new Error('not scripted')
+  }
 }
 
 function upsert(seq: number): Change {

@@ -3,7 +3,7 @@ import type { SqliteReplicaStore } from '../../store/sqlite/sqlite-replica-store
 import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import type { Registrar } from '../cli.js'
-import { examples, parseDurationOption, parsePositive } from '../options.js'
+import { examples, nonEmpty, parseDurationOption, parsePositive } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
 
 interface ReplicateOptions {
@@ -13,6 +13,10 @@ interface ReplicateOptions {
   force?: boolean
   snapshotChunk?: number
   headCheck?: number
+  reconcileEvery?: number
+  sla?: number
+  reconcileOnStart?: boolean
+  verifyOnly?: boolean
 }
 
 /** `tidemark replicate <url> <feed> --into <db>`: one replica kept in sync until SIGINT or SIGTERM. */
@@ -28,6 +32,10 @@ export const registerReplicate: Registrar = (program, cli) => {
     .option('--force', 'take over a replica of this name that copies another feed or source (it re-bootstraps)')
     .option('--snapshot-chunk <n>', 'rows per snapshot request while bootstrapping', parsePositive)
     .option('--head-check <duration>', "how often to compare the checkpoint with the source's head", parseDurationOption)
+    .option('--reconcile-every <duration>', 'compare with the source by digests on this schedule (±10% jitter), e.g. 1h', parseDurationOption)
+    .option('--sla <duration>', "reconcile when the checkpoint has not moved for this long while the source's head has, e.g. 30s", parseDurationOption)
+    .option('--reconcile-on-start', 'reconcile once at start-up')
+    .option('--verify-only', 'scheduled, start-up and SLA runs report drift without repairing it')
     .addHelpText(
       'after',
       `
@@ -39,6 +47,7 @@ and its progress with \`tidemark status\`.
 ${examples([
   'tidemark replicate http://127.0.0.1:7480 customers --into orders.db',
   'TIDEMARK_TOKEN=secret tidemark replicate https://feeds.example.com customers --into orders.db --name crm_customers',
+  'tidemark replicate http://127.0.0.1:7480 customers --into orders.db --reconcile-every 1h --sla 30s',
   'tidemark status orders.db',
 ])}`,
     )
@@ -77,6 +86,12 @@ ${examples([
           ...(options.force ? { force: true } : {}),
           ...(options.snapshotChunk !== undefined ? { snapshotChunk: options.snapshotChunk } : {}),
           ...(options.headCheck !== undefined ? { headCheckMs: options.headCheck } : {}),
+          reconcile: {
+            ...(options.reconcileEvery !== undefined ? { everyMs: options.reconcileEvery } : {}),
+            ...(options.sla !== undefined ? { slaMs: options.sla } : {}),
+            ...(options.reconcileOnStart ? { onStart: true } : {}),
+            mode: options.verifyOnly ? 'verify' : 'repair',
+          },
         })
         const running = replica.run()
         // Ends when a signal comes (then stop at a transaction boundary), or when the replica fails
@@ -113,8 +128,4 @@ async function checkSource(source: FeedSource, feed: string, signal: AbortSignal
   } catch (error) {
     if (isTidemarkError(error) && FATAL_AT_START.has(error.code)) throw error
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value.trim()
 }

@@ -1,6 +1,7 @@
 import type { Registrar } from '../cli.js'
 import { formatAgo, formatCount, formatSpan } from '../format.js'
 import { examples } from '../options.js'
+import type { ReconcileRun } from '../../reconcile/run.js'
 import { readReplicas, type ReplicaReport } from '../../store/sqlite/replica-report.js'
 
 /** `tidemark status <replica.db>`: what the replica file says about each replica in it, no network. */
@@ -37,8 +38,24 @@ export function describe(r: ReplicaReport, now: number): string[] {
   rows.push(['keys', formatCount(r.keys)])
   rows.push(['source head', r.sourceHeadAt === null ? (r.sourceHead > 0 ? String(r.sourceHead) : '- (not heard yet)') : `${r.sourceHead} (heard ${formatAgo(r.sourceHeadAt, now)})`])
   rows.push(['lag', lagText(r)])
+  const last = r.runs[0]
+  if (last !== undefined) rows.push(['reconciled', runText(last, now)])
   const width = Math.max(...rows.map(([k]) => k.length))
   return [`${r.name}: feed "${r.feed}" from ${r.source}`, ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`)]
+}
+
+function runText(run: ReconcileRun, now: number): string {
+  const what =
+    run.outcome === 'intact'
+      ? 'intact'
+      : run.outcome === 'repaired'
+        ? `${run.repaired} of ${run.drifted} drifted key(s) repaired`
+        : run.outcome === 'drift'
+          ? `${run.drifted} drifted key(s) found, not repaired`
+          : run.outcome === 'rebootstrap'
+            ? 're-bootstrap needed (source history went back)'
+            : `could not check (${run.error ?? 'unknown'})`
+  return `${what} — ${run.mode}${run.deep ? ' --deep' : ''} (${run.trigger}) ${formatAgo(run.finishedAt, now)}, ${run.cost.roundTrips} round trip(s), ${run.cost.bytesSent + run.cost.bytesReceived} B`
 }
 
 function phaseText(r: ReplicaReport): string {

@@ -30,8 +30,8 @@ export class Indexer {
     )
     this.readDhash = db.prepare('SELECT dhash FROM tidemark_state WHERE feed = ? AND key = ?').pluck()
     this.writeState = db.prepare(
-      `INSERT INTO tidemark_state (feed, key, seq, data, dhash) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash`,
+      `INSERT INTO tidemark_state (feed, key, seq, data, dhash, bucket) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash, bucket = excluded.bucket`,
     )
     this.readBucket = db.prepare('SELECT count, sum FROM tidemark_digest WHERE feed = ? AND bucket = ?')
     this.writeBucket = db.prepare(
@@ -64,13 +64,16 @@ export class Indexer {
       // Per key, the hash the digest holds and the key's latest version in this chunk.
       const digested = new Map<string, bigint | null>()
       const latest = new Map<string, ChangeRow>()
+      // Each key's bucket, hashed once per chunk: the digest needs it and the state row stores it.
+      const bucketOfKey = new Map<string, number>()
       const deltas = new Map<number, { count: number; sum: bigint; neg: bigint }>()
       let keysDelta = 0
       for (const r of rows) {
         const old = digested.has(r.key) ? digested.get(r.key)! : toHash(this.readDhash.get(feed, r.key) as Buffer | null)
         const next = r.op === OP_UPSERT ? rowHash(r.key, r.seq, r.data as string) : null
+        let b = bucketOfKey.get(r.key)
+        if (b === undefined) bucketOfKey.set(r.key, (b = bucketOf(r.key)))
         if (old !== null || next !== null) {
-          const b = bucketOf(r.key)
           let d = deltas.get(b)
           if (!d) deltas.set(b, (d = { count: 0, sum: 0n, neg: 0n }))
           if (old !== null) {
@@ -89,7 +92,7 @@ export class Indexer {
       }
       for (const [key, r] of latest) {
         const h = digested.get(key) ?? null
-        this.writeState.run(feed, key, r.seq, r.op === OP_UPSERT ? r.data : null, h === null ? null : hashToBuffer(h))
+        this.writeState.run(feed, key, r.seq, r.op === OP_UPSERT ? r.data : null, h === null ? null : hashToBuffer(h), bucketOfKey.get(key))
       }
       for (const [bucket, d] of deltas) {
         const cur = this.readBucket.get(feed, bucket) as { count: number; sum: Buffer } | undefined

@@ -1,6 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3'
 import { hash } from 'node:crypto'
-import { DIGEST_BITS, ROW_HASH } from '../../digest/row-hash.js'
+import { DIGEST_BITS, ROW_HASH, hashToBuffer } from '../../digest/row-hash.js'
 import type { Seq } from '../../protocol/types.js'
 import type { DigestLeaf } from '../store.js'
 
@@ -117,6 +117,12 @@ export class ReplicaDigest {
       .immediate()
     this.pending = 0
     return folded
+  }
+
+  /** Replaces the generation's digest with these leaves (a rehash), inside the caller's transaction. */
+  replace(name: string, gen: number, leaves: DigestLeaf[]): void {
+    this.dropGen(name, gen)
+    for (const leaf of leaves) if (leaf.count !== 0) this.s.writeLeaf.run(name, gen, leaf.bucket, leaf.count, hashToBuffer(leaf.sum))
   }
 
   dropGen(name: string, gen: number): void {

@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3'
 import { BadRequestError, NotAStoreError } from '../../errors.js'
 import type { Seq } from '../../protocol/types.js'
+import type { ReconcileRun } from '../../reconcile/run.js'
 import type { BootstrapProgress, ReplicaState } from '../replica-store.js'
 import { openDatabase } from './database.js'
 import { checkLease } from './replica-lease.js'
@@ -34,6 +35,8 @@ export interface ReplicaReport {
   lag: { changes: number; seconds: number | null }
   /** The bootstrap under way, with `copied`: the keys in the new generation so far. */
   bootstrap: (BootstrapProgress & { copied: number }) | null
+  /** The latest reconciliation runs, newest first. */
+  runs: ReconcileRun[]
 }
 
 interface OwnerRow {
@@ -69,13 +72,15 @@ export async function readReplicas(path: string, options: { name?: string; now?:
       throw new BadRequestError(`no replica "${options.name}" in ${path}: it holds ${all.map((s) => `"${s.name}"`).join(', ')}`)
     }
     const now = options.now ?? Date.now()
-    return states.map((s) => report(db, s, now))
+    const reports: ReplicaReport[] = []
+    for (const s of states) reports.push({ ...report(db, s, now), runs: await store.runs(s.name, 5) })
+    return reports
   } finally {
     db.close()
   }
 }
 
-function report(db: Database, s: ReplicaState, now: number): ReplicaReport {
+function report(db: Database, s: ReplicaState, now: number): Omit<ReplicaReport, 'runs'> {
   const row = rawRow(db, s.name)
   const replicator = liveClaim(row, now)
   const bootstrap = s.bootstrap === null ? null : { ...s.bootstrap, copied: row.bootstrap_keys ?? 0 }

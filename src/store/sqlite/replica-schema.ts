@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3'
+import { bucketOf } from '../../digest/row-hash.js'
 import { NotAStoreError, StoreUnavailableError } from '../../errors.js'
 
 /**
@@ -22,13 +23,18 @@ import { NotAStoreError, StoreUnavailableError } from '../../errors.js'
  *   big-endian) of the live rows' hashes, as of the last fold;
  *   tidemark_replica_digest_log: the deltas each write transaction made since (one packed row per
  *   transaction, written with the rows). A digest is its leaves plus its log (replica-digest.ts).
+ * - `bucket` on tidemark_replica_rows (schema 2): the key's leaf bucket, indexed, so that a
+ *   reconciliation lists the keys of a few buckets without reading the whole copy.
+ * - tidemark_replica_runs: the last reconciliation runs of each replica (JSON of ReconcileRun);
+ *   tidemark_replica_requests: runs asked for on demand (`tidemark verify|repair` while another
+ *   process replicates), taken by that process.
  *
  * - tidemark_replica_current (a view): each replica's current copy, live rows only. A consumer reads
  *   its copy with plain SQL, e.g.
  *     SELECT data ->> '$.email' FROM tidemark_replica_current WHERE name = 'customers' AND key = ?
  *   and the lookup stays a primary-key search (the view joins on the replica's current `gen`).
  */
-export const REPLICA_SCHEMA_VERSION = 1
+export const REPLICA_SCHEMA_VERSION = 2
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tidemark_replica_meta (
@@ -63,6 +69,7 @@ CREATE TABLE IF NOT EXISTS tidemark_replica_rows (
   seq INTEGER NOT NULL,
   data TEXT,
   hash BLOB,
+  bucket INTEGER,
   PRIMARY KEY (name, gen, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tidemark_replica_digest (
@@ -79,12 +86,42 @@ CREATE TABLE IF NOT EXISTS tidemark_replica_digest_log (
   gen INTEGER NOT NULL,
   deltas BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tidemark_replica_runs (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tidemark_replica_requests (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  deep INTEGER NOT NULL,
+  requested_at INTEGER NOT NULL,
+  taken_at INTEGER
+);
 CREATE VIEW IF NOT EXISTS tidemark_replica_current (name, key, seq, data) AS
   SELECT r.name, w.key, w.seq, w.data
   FROM tidemark_replica_replicas r
   JOIN tidemark_replica_rows w ON w.name = r.name AND w.gen = r.gen
   WHERE w.data IS NOT NULL;
 `
+
+/** Schema 1 → 2: the bucket column, filled in from the keys (SQLite has no md5: computed here). */
+function addBuckets(db: Database): void {
+  const columns = db.prepare(`SELECT name FROM pragma_table_info('tidemark_replica_rows')`).pluck().all() as string[]
+  if (!columns.includes('bucket')) db.exec('ALTER TABLE tidemark_replica_rows ADD COLUMN bucket INTEGER')
+  const page = db.prepare('SELECT name, gen, key FROM tidemark_replica_rows WHERE (name, gen, key) > (?, ?, ?) ORDER BY name, gen, key LIMIT 1000')
+  const set = db.prepare('UPDATE tidemark_replica_rows SET bucket = ? WHERE name = ? AND gen = ? AND key = ?')
+  let at: [string, number, string] = ['', -1, '']
+  for (;;) {
+    const rows = page.all(...at) as Array<{ name: string; gen: number; key: string }>
+    for (const r of rows) set.run(bucketOf(r.key), r.name, r.gen, r.key)
+    const last = rows[rows.length - 1]
+    if (last === undefined) return
+    at = [last.name, last.gen, last.key]
+  }
+}
 
 export function migrateReplica(db: Database): void {
   const run = (): void => {
@@ -100,6 +137,13 @@ export function migrateReplica(db: Database): void {
         `${db.name} has tidemark replica schema ${version}; this tidemark knows up to ${REPLICA_SCHEMA_VERSION}: upgrade tidemark`,
       )
     }
+    if (version < REPLICA_SCHEMA_VERSION && db.readonly) {
+      throw new StoreUnavailableError(
+        `${db.name} has tidemark replica schema ${version}; this tidemark reads ${REPLICA_SCHEMA_VERSION}: run \`tidemark replicate\` on it once to upgrade it`,
+      )
+    }
+    if (version === 1 && !db.readonly) addBuckets(db)
+    if (!db.readonly) db.exec('CREATE INDEX IF NOT EXISTS tidemark_replica_rows_bucket ON tidemark_replica_rows (name, gen, bucket)')
     if (version < REPLICA_SCHEMA_VERSION && !db.readonly) {
       db.prepare(`INSERT OR REPLACE INTO tidemark_replica_meta (name, value) VALUES ('schema', ?)`).run(String(REPLICA_SCHEMA_VERSION))
     }

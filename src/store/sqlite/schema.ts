@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3'
+import { bucketOf } from '../../digest/row-hash.js'
 
 /**
  * tidemark's tables inside the owner's SQLite file. Every statement here runs on SQLite ≥ 3.38
@@ -8,10 +9,11 @@ import type { Database } from 'better-sqlite3'
  *   (NULL when the writer could not tell: each such change is its own transaction).
  * - tidemark_state: each key's latest version as of the feed's digest_seq, folded in from the log by
  *   the indexer (not in the owner's transaction); `data` NULL is a tombstone; `dhash` is the row
- *   hash the digest holds for the key.
+ *   hash the digest holds for the key; `bucket` is the key's digest bucket (`bucketOf`), indexed with
+ *   the key so that reconciliation reads one bucket's keys in key order.
  * - tidemark_digest: per leaf bucket, count and sum (16 bytes, big-endian) as of the feed's digest_seq.
  */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tidemark_meta (
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS tidemark_state (
   seq INTEGER NOT NULL,
   data TEXT,
   dhash BLOB,
+  bucket INTEGER,
   PRIMARY KEY (feed, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tidemark_digest (
@@ -57,12 +60,39 @@ CREATE TABLE IF NOT EXISTS tidemark_digest (
 ) WITHOUT ROWID;
 `
 
+/** Created after the upgrades: on an older file the column it covers exists only once upgrade 3 ran. */
+const INDEXES = 'CREATE INDEX IF NOT EXISTS tidemark_state_bucket ON tidemark_state (feed, bucket, key);'
+
+/** State rows given their bucket per write transaction of upgrade 3 (all inside the migration's transaction). */
+const BACKFILL_CHUNK = 5000
+
 /**
- * Schema 1 kept the state table up to date with a trigger on the log, in the owner's transaction;
- * that doubled the owner's write cost. From schema 2 the indexer folds the log into the state too.
+ * - 2: schema 1 kept the state table up to date with a trigger on the log, in the owner's
+ *   transaction; that doubled the owner's write cost. From schema 2 the indexer folds the log into
+ *   the state too.
+ * - 3: the state's `bucket` column, for reconciliation's per-bucket key lists. SQLite has no MD5,
+ *   so the backfill computes buckets here, in JS.
  */
-const UPGRADES: Record<number, string> = {
-  2: 'DROP TRIGGER IF EXISTS tidemark_changes_to_state;',
+const UPGRADES: Record<number, (db: Database) => void> = {
+  2: (db) => db.exec('DROP TRIGGER IF EXISTS tidemark_changes_to_state;'),
+  3: addBucketColumn,
+}
+
+function addBucketColumn(db: Database): void {
+  const columns = db.prepare(`SELECT name FROM pragma_table_info('tidemark_state')`).pluck().all() as string[]
+  // A file created by schema 3's DDL has the column already (its version 0 runs every upgrade).
+  if (!columns.includes('bucket')) db.exec('ALTER TABLE tidemark_state ADD COLUMN bucket INTEGER')
+  const page = db.prepare(
+    'SELECT feed, key FROM tidemark_state WHERE bucket IS NULL AND (feed, key) > (?, ?) ORDER BY feed, key LIMIT ?',
+  )
+  const set = db.prepare('UPDATE tidemark_state SET bucket = ? WHERE feed = ? AND key = ?')
+  let cursor = { feed: '', key: '' }
+  for (;;) {
+    const rows = page.all(cursor.feed, cursor.key, BACKFILL_CHUNK) as Array<{ feed: string; key: string }>
+    for (const r of rows) set.run(bucketOf(r.key), r.feed, r.key)
+    if (rows.length < BACKFILL_CHUNK) return
+    cursor = rows[rows.length - 1] as { feed: string; key: string }
+  }
 }
 
 /** The SQL expression for "now" in ms since the Unix epoch, valid on any SQLite ≥ 3.8. */
@@ -80,7 +110,8 @@ export function migrate(db: Database): void {
     if (version > SCHEMA_VERSION) {
       throw new Error(`this database has tidemark schema ${version}; this tidemark knows up to ${SCHEMA_VERSION}: upgrade tidemark`)
     }
-    for (let v = Math.max(version, 1) + 1; v <= SCHEMA_VERSION; v++) if (UPGRADES[v]) db.exec(UPGRADES[v] as string)
+    for (let v = Math.max(version, 1) + 1; v <= SCHEMA_VERSION; v++) UPGRADES[v]?.(db)
+    db.exec(INDEXES)
     db.prepare(`INSERT OR REPLACE INTO tidemark_meta (name, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
     db.exec('COMMIT')
   } catch (error) {

@@ -3,11 +3,21 @@ import type { Database, Statement } from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
-import { bucketOf } from '../../digest/row-hash.js'
+import { addHash, bucketOf, bufferToHash, DIGEST_BITS } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
-import type { Change, Seq, StateRow } from '../../protocol/types.js'
+import type { BucketList, Change, DigestEntry, Seq, StateRow } from '../../protocol/types.js'
 import { LIMITS } from '../../protocol/limits.js'
-import type { ApplyHook, BootstrapProgress, ClaimOptions, ReplicaState, ReplicaStore } from '../replica-store.js'
+import type { ReconcileMode, ReconcileRun, RunRequest } from '../../reconcile/run.js'
+import type {
+  ApplyContext,
+  ApplyHook,
+  BootstrapProgress,
+  ClaimOptions,
+  RehashReport,
+  RepairFix,
+  ReplicaState,
+  ReplicaStore,
+} from '../replica-store.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { openDatabase, translateError } from './database.js'
 import { DigestDeltas, FOLD_AT, ReplicaDigest, rowHashHex } from './replica-digest.js'
@@ -17,6 +27,8 @@ import { migrateReplica } from './replica-schema.js'
 /** Rows read per page when diffing two generations, and deleted per transaction by the garbage collector. */
 const DIFF_PAGE = 1000
 const GC_CHUNK = 10_000
+/** Reconciliation runs kept per replica. */
+const RUNS_KEPT = 100
 /** Snapshot rows inserted per statement. */
 const INSERT_BATCH = 100
 
@@ -312,14 +324,14 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       const order = o === undefined ? 1 : n === undefined ? -1 : compareKeys(o.key, n.key)
       if (order < 0) {
         old.next()
-        this.runHook(hook, new StoredChange(p.seq, (o as DataRow).key, 'delete', p.seq, ts, null))
+        this.runHook(hook, new StoredChange(p.seq, (o as DataRow).key, 'delete', p.seq, ts, null), 'bootstrap')
         continue
       }
       const row = n as DataRow
       cur.next()
       if (order === 0) old.next()
       if (order > 0 || (o as DataRow).seq !== row.seq) {
-        this.runHook(hook, new StoredChange(row.seq, row.key, 'upsert', p.seq, ts, row.data))
+        this.runHook(hook, new StoredChange(row.seq, row.key, 'upsert', p.seq, ts, row.data), 'bootstrap')
       }
     }
   }
@@ -386,7 +398,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         for (const c of changes) {
           if (c.seq <= r.seq) continue
           checkUpTo(c, upTo)
-          if (w.write(c.key, c.seq, changeText(c)) && hook) this.runHook(hook, c)
+          if (w.write(c.key, c.seq, changeText(c)) && hook) this.runHook(hook, c, 'apply')
         }
         w.flush()
         const seq = Math.max(r.seq, upTo)
@@ -426,6 +438,127 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     if (this.ownsDb) this.db.close()
   }
 
+  // ── reconciliation ────────────────────────────────────────────────────────────────────────────
+
+  async repair(name: string, fixes: RepairFix[], at: { epoch: string; seq: Seq }, hook?: ApplyHook<Database>): Promise<number> {
+    const repaired = this.write((): number => {
+      const r = this.owned(name)
+      if (r.gen === 0 || r.epoch !== at.epoch || r.seq !== at.seq) {
+        throw new ConflictError(
+          `replica "${name}" moved to ${r.epoch ?? 'no copy'}@${r.seq} since it was compared at ${at.epoch}@${at.seq}: compare it again before repairing`,
+        )
+      }
+      const w = new GenWriter(this.stmt, this.digest, this.deltas, name, r.gen, false)
+      const ts = this.clock()
+      let n = 0
+      for (const fix of fixes) {
+        const text = fix.row === null ? null : rowText(fix.row)
+        // The version the source holds (a key it has no trace of is deleted "at" the checkpoint).
+        const seq = fix.row?.seq ?? r.seq
+        if (seq > r.seq) throw new BadRequestError(`repair of key ${JSON.stringify(fix.key)}: the source's version ${seq} is above the checkpoint ${r.seq}: that is lag, not drift`)
+        if (!w.replace(fix.key, seq, text)) continue
+        n++
+        if (hook) this.runHook(hook, new StoredChange(seq, fix.key, text === null ? 'delete' : 'upsert', seq, ts, text), 'repair')
+      }
+      w.flush()
+      if (w.keysDelta !== 0) this.stmt.addKeys.run(w.keysDelta, name)
+      return n
+    })
+    this.afterWrite()
+    return repaired
+  }
+
+  async rehash(name: string): Promise<RehashReport> {
+    return this.write((): RehashReport => {
+      const r = this.owned(name)
+      const counts = new Float64Array(2 ** DIGEST_BITS)
+      const sums = new Map<number, bigint>()
+      let rows = 0
+      let staleRows = 0
+      let after = ''
+      // A page at a time: better-sqlite3 cannot write while an iterator is open on the connection.
+      for (;;) {
+        const page = this.stmt.rehashPage.all(name, r.gen, after) as Array<{ key: string; seq: number; data: string; hash: Buffer | null; bucket: number | null }>
+        for (const row of page) {
+          const h = Buffer.from(rowHashHex(row.key, row.seq, row.data), 'hex')
+          const bucket = bucketOf(row.key)
+          if (row.hash === null || !row.hash.equals(h) || row.bucket !== bucket) {
+            this.stmt.setRowHash.run(h, bucket, name, r.gen, row.key)
+            staleRows++
+          }
+          rows++
+          counts[bucket]! += 1
+          sums.set(bucket, addHash(sums.get(bucket) ?? 0n, bufferToHash(h)))
+        }
+        const last = page[page.length - 1]
+        if (last === undefined) break
+        after = last.key
+      }
+      const stored = new Map(this.digest.leaves(name, r.gen).map((l) => [l.bucket, l]))
+      const leaves: DigestLeaf[] = []
+      let wrongBuckets = 0
+      for (let b = 0; b < counts.length; b++) {
+        const count = counts[b]!
+        const sum = sums.get(b) ?? 0n
+        const held = stored.get(b)
+        if ((held?.count ?? 0) !== count || (held?.sum ?? 0n) !== sum) wrongBuckets++
+        if (count > 0) leaves.push({ bucket: b, count, sum })
+      }
+      if (wrongBuckets > 0) this.digest.replace(name, r.gen, leaves)
+      if (r.keys !== rows) this.stmt.setKeys.run(rows, name)
+      return { rows, staleRows, wrongBuckets }
+    })
+  }
+
+  async bucketEntries(name: string, buckets: number[]): Promise<BucketList[]> {
+    for (const b of buckets) {
+      if (!Number.isSafeInteger(b) || b < 0 || b >= 2 ** DIGEST_BITS) throw new BadRequestError(`bucket ${b} is not a leaf bucket (0 to ${2 ** DIGEST_BITS - 1})`)
+    }
+    return this.db.transaction(() => {
+      const r = this.known(name)
+      return buckets.map((bucket): BucketList => {
+        const entries: DigestEntry[] = []
+        let sum = 0n
+        for (const row of this.stmt.bucketRows.all(name, r.gen, bucket) as Array<{ key: string; seq: number; hash: Buffer | null }>) {
+          // A row without a stored hash was written outside tidemark: only a deep run (rehash) sees it.
+          if (row.hash === null) continue
+          const hash = bufferToHash(row.hash)
+          entries.push({ key: row.key, seq: row.seq, hash })
+          sum = addHash(sum, hash)
+        }
+        entries.sort((a, b) => compareKeys(a.key, b.key))
+        return { bucket, count: entries.length, sum, entries }
+      })
+    })()
+  }
+
+  async recordRun(name: string, run: ReconcileRun): Promise<number> {
+    return this.write((): number => {
+      this.known(name)
+      const id = Number(this.stmt.insertRun.run(name, run.finishedAt, JSON.stringify(run)).lastInsertRowid)
+      this.stmt.trimRuns.run(name, name, RUNS_KEPT)
+      return id
+    })
+  }
+
+  async runs(name: string, limit = 10): Promise<ReconcileRun[]> {
+    return (this.stmt.runs.all(name, limit) as Array<{ id: number; record: string }>).map((r) => ({ ...(JSON.parse(r.record) as ReconcileRun), id: r.id }))
+  }
+
+  async requestRun(name: string, request: { mode: ReconcileMode; deep: boolean }): Promise<number> {
+    return this.write((): number => {
+      this.known(name)
+      return Number(this.stmt.insertRequest.run(name, request.mode, request.deep ? 1 : 0, this.clock()).lastInsertRowid)
+    })
+  }
+
+  async takeRunRequests(name: string): Promise<RunRequest[]> {
+    // Polled every second by a running replicator: a read first, so that nothing is written when nothing is asked.
+    if (this.stmt.anyRequest.get(name) === undefined) return []
+    const rows = this.write(() => this.stmt.takeRequests.all(this.clock(), name) as Array<{ id: number; mode: ReconcileMode; deep: number; requested_at: number }>)
+    return rows.map((r) => ({ id: r.id, mode: r.mode, deep: r.deep === 1, requestedAt: r.requested_at })).sort((a, b) => a.id - b.id)
+  }
+
   // ── helpers ───────────────────────────────────────────────────────────────────────────────────
 
   /** Folds the digest's log into its leaves once it has grown (in a transaction of its own). */
@@ -440,10 +573,10 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     }
   }
 
-  private runHook(hook: ApplyHook<Database>, change: Change): void {
+  private runHook(hook: ApplyHook<Database>, change: Change, cause: ApplyContext['cause']): void {
     let result: unknown
     try {
-      result = hook(change, this.db)
+      result = hook(change, this.db, { cause })
     } catch (error) {
       throw new ApplyFailedError(change.seq, change.key, error)
     }
@@ -531,19 +664,35 @@ function prepare(db: Database) {
 
     rowVersion: db.prepare(`SELECT seq, hash FROM ${W} WHERE name = ? AND gen = ? AND key = ?`),
     insertRow: db
-      .prepare(`INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key`)
+      .prepare(`INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key`)
       .pluck(),
     insertRows: db
       .prepare(
-        `INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES ${Array(INSERT_BATCH).fill('(?, ?, ?, ?, ?, ?)').join(', ')}
+        `INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket) VALUES ${Array(INSERT_BATCH).fill('(?, ?, ?, ?, ?, ?, ?)').join(', ')}
          ON CONFLICT DO NOTHING RETURNING key`,
       )
       .pluck(),
     upsertRow: db.prepare(
-      `INSERT INTO ${W} (name, gen, key, seq, data, hash) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash`,
+      `INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash, bucket = excluded.bucket`,
     ),
     deleteRow: db.prepare(`DELETE FROM ${W} WHERE name = ? AND gen = ? AND key = ?`),
+
+    addKeys: db.prepare(`UPDATE ${R} SET keys = keys + ? WHERE name = ?`),
+    setKeys: db.prepare(`UPDATE ${R} SET keys = ? WHERE name = ?`),
+    rehashPage: db.prepare(`SELECT key, seq, data, hash, bucket FROM ${W} WHERE name = ? AND gen = ? AND key > ? AND data IS NOT NULL ORDER BY key LIMIT 1000`),
+    setRowHash: db.prepare(`UPDATE ${W} SET hash = ?, bucket = ? WHERE name = ? AND gen = ? AND key = ?`),
+    bucketRows: db.prepare(`SELECT key, seq, hash FROM ${W} WHERE name = ? AND gen = ? AND bucket = ? AND data IS NOT NULL`),
+    insertRun: db.prepare('INSERT INTO tidemark_replica_runs (name, at, record) VALUES (?, ?, ?)'),
+    trimRuns: db.prepare(
+      'DELETE FROM tidemark_replica_runs WHERE name = ? AND id NOT IN (SELECT id FROM tidemark_replica_runs WHERE name = ? ORDER BY id DESC LIMIT ?)',
+    ),
+    runs: db.prepare('SELECT id, record FROM tidemark_replica_runs WHERE name = ? ORDER BY id DESC LIMIT ?'),
+    anyRequest: db.prepare('SELECT 1 FROM tidemark_replica_requests WHERE name = ? AND taken_at IS NULL LIMIT 1'),
+    insertRequest: db.prepare('INSERT INTO tidemark_replica_requests (name, mode, deep, requested_at) VALUES (?, ?, ?, ?)'),
+    takeRequests: db.prepare(
+      'UPDATE tidemark_replica_requests SET taken_at = ? WHERE name = ? AND taken_at IS NULL RETURNING id, mode, deep, requested_at',
+    ),
 
     currentRow: db.prepare(`SELECT key, seq, data FROM tidemark_replica_current WHERE name = ? AND key = ?`),
     currentRows: db.prepare(`SELECT key, seq, data FROM tidemark_replica_current WHERE name = ? AND key > ? ORDER BY key LIMIT ?`),
@@ -588,6 +737,7 @@ class GenWriter {
     // The rows' hashes side by side in one buffer: a view per row, no allocation per row.
     const hashes = Buffer.allocUnsafe(rows.length * 16)
     const params: unknown[] = []
+    const P = 7
     for (let i = 0; i < rows.length; i += INSERT_BATCH) {
       const n = Math.min(INSERT_BATCH, rows.length - i)
       params.length = 0
@@ -599,48 +749,71 @@ class GenWriter {
           hashes.write(rowHashHex(r.key, r.seq, text), j * 16, 16, 'hex')
           h = hashes.subarray(j * 16, j * 16 + 16)
         }
-        params.push(this.name, this.gen, r.key, r.seq, text, h)
+        params.push(this.name, this.gen, r.key, r.seq, text, h, bucketOf(r.key))
       }
       let inserted: string[]
       if (n === INSERT_BATCH) inserted = this.s.insertRows.all(params) as string[]
       else {
         inserted = []
         for (let j = 0; j < n; j++) {
-          const key = this.s.insertRow.get(params.slice(j * 6, j * 6 + 6)) as string | undefined
+          const key = this.s.insertRow.get(params.slice(j * P, j * P + P)) as string | undefined
           if (key !== undefined) inserted.push(key)
         }
       }
       const all = inserted.length === n
       const fresh = all ? undefined : new Set(inserted)
       for (let j = 0; j < n; j++) {
-        const key = params[j * 6 + 2] as string
-        const h = params[j * 6 + 5] as Buffer | null
+        const key = params[j * P + 2] as string
+        const h = params[j * P + 5] as Buffer | null
+        const bucket = params[j * P + 6] as number
         // A key twice in one batch: the first was inserted, the second must be compared with it.
         if (all || fresh?.delete(key)) {
-          if (h !== null) this.account(key, null, h)
+          if (h !== null) this.account(bucket, null, h)
         } else {
-          this.write(key, params[j * 6 + 3] as Seq, params[j * 6 + 4] as string | null, h)
+          this.write(key, params[j * P + 3] as Seq, params[j * P + 4] as string | null, h, bucket)
         }
       }
     }
   }
 
   /** Writes the version when it is newer than the one held (or there is none); says whether it did. */
-  write(key: string, seq: Seq, text: string | null, h: Buffer | null = text === null ? null : Buffer.from(rowHashHex(key, seq, text), 'hex')): boolean {
+  write(
+    key: string,
+    seq: Seq,
+    text: string | null,
+    h: Buffer | null = text === null ? null : Buffer.from(rowHashHex(key, seq, text), 'hex'),
+    bucket = bucketOf(key),
+  ): boolean {
     const cur = this.s.rowVersion.get(this.name, this.gen, key) as { seq: number; hash: Buffer | null } | undefined
     if (cur !== undefined && cur.seq >= seq) return false
-    if (text === null && !this.tombstones) {
-      if (cur !== undefined) this.s.deleteRow.run(this.name, this.gen, key)
-    } else {
-      this.s.upsertRow.run(this.name, this.gen, key, seq, text, h)
-    }
-    const old = cur?.hash ?? null
-    if (old !== null || h !== null) this.account(key, old, h)
+    this.put(key, seq, text, h, bucket, cur)
     return true
   }
 
-  private account(key: string, old: Buffer | null, next: Buffer | null): void {
-    const bucket = bucketOf(key)
+  /**
+   * Replaces the version held, whatever its seq (a repair), with the digest; says whether anything
+   * changed.
+   */
+  replace(key: string, seq: Seq, text: string | null): boolean {
+    const cur = this.s.rowVersion.get(this.name, this.gen, key) as { seq: number; hash: Buffer | null } | undefined
+    const h = text === null ? null : Buffer.from(rowHashHex(key, seq, text), 'hex')
+    if (cur === undefined && h === null) return false
+    if (cur !== undefined && cur.seq === seq && cur.hash !== null && h !== null && cur.hash.equals(h)) return false
+    this.put(key, seq, text, h, bucketOf(key), cur)
+    return true
+  }
+
+  private put(key: string, seq: Seq, text: string | null, h: Buffer | null, bucket: number, cur: { hash: Buffer | null } | undefined): void {
+    if (text === null && !this.tombstones) {
+      if (cur !== undefined) this.s.deleteRow.run(this.name, this.gen, key)
+    } else {
+      this.s.upsertRow.run(this.name, this.gen, key, seq, text, h, bucket)
+    }
+    const old = cur?.hash ?? null
+    if (old !== null || h !== null) this.account(bucket, old, h)
+  }
+
+  private account(bucket: number, old: Buffer | null, next: Buffer | null): void {
     if (old !== null) {
       this.deltas.remove(bucket, old, 0)
       this.keysDelta -= 1

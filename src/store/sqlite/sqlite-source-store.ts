@@ -1,9 +1,10 @@
 import type { Database, Statement } from 'better-sqlite3'
 import { setTimeout as delay } from 'node:timers/promises'
 import { BadRequestError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
-import { bufferToHash } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
-import type { FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
+import { BUCKETS } from '../../protocol/digest-wire.js'
+import { LIMITS } from '../../protocol/limits.js'
+import type { BucketList, DigestEntry, FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
 import { checkFeedName } from '../../source/validate.js'
 import {
   silentLogger,
@@ -77,6 +78,9 @@ export class SqliteSourceStore implements SourceStore {
     row: Statement
     head: Statement
     stateSeq: Statement
+    leaves: Statement
+    leaf: Statement
+    bucketRows: Statement
   }
 
   static open(path: string, options: SqliteSourceStoreOptions = {}): SqliteSourceStore {
@@ -109,6 +113,19 @@ export class SqliteSourceStore implements SourceStore {
       row: db.prepare('SELECT key, seq, data FROM tidemark_state WHERE feed = ? AND key = ?'),
       head: db.prepare('SELECT head FROM tidemark_feeds WHERE name = ?').pluck(),
       stateSeq: db.prepare('SELECT digest_seq FROM tidemark_feeds WHERE name = ?').pluck(),
+      // Up to 65,536 leaves per digest: read as one text `bucket count hexsum …`, which costs less
+      // than as many row objects with a Buffer each (about a third of the time). Hashes are read
+      // as hex text elsewhere too, for the same reason (see hexToHash).
+      leaves: db
+        .prepare(
+          `SELECT group_concat(bucket || ' ' || count || ' ' || hex(sum), ' ' ORDER BY bucket) FROM tidemark_digest WHERE feed = ? AND count > 0`,
+        )
+        .pluck(),
+      leaf: db.prepare('SELECT count, hex(sum) AS sum FROM tidemark_digest WHERE feed = ? AND bucket = ?'),
+      // Named: without statistics the planner prefers walking the primary key in key order, a scan per bucket.
+      bucketRows: db.prepare(
+        'SELECT key, seq, CASE WHEN dhash IS NULL THEN NULL ELSE hex(dhash) END AS dhash FROM tidemark_state INDEXED BY tidemark_state_bucket WHERE feed = ? AND bucket = ? ORDER BY key',
+      ),
     }
     this.marks = new RestoreMarks(db, db.memory ? undefined : `${db.name}-tidemark.json`)
     for (const feed of this.marks.check()) {
@@ -298,14 +315,38 @@ export class SqliteSourceStore implements SourceStore {
     this.indexer.catchUp(feed)
     return this.db.transaction(() => {
       const seq = this.feedRow(feed).digest_seq
-      const leaves = (
-        this.db.prepare('SELECT bucket, count, sum FROM tidemark_digest WHERE feed = ? AND count > 0 ORDER BY bucket').all(feed) as Array<{
-          bucket: number
-          count: number
-          sum: Buffer
-        }>
-      ).map((r) => ({ bucket: r.bucket, count: r.count, sum: bufferToHash(r.sum) }))
+      const text = this.stmt.leaves.get(feed) as string | null
+      const leaves: DigestLeaf[] = []
+      if (text !== null) {
+        const parts = text.split(' ')
+        for (let i = 0; i + 2 < parts.length; i += 3) {
+          leaves.push({ bucket: Number(parts[i]), count: Number(parts[i + 1]), sum: hexToHash(parts[i + 2] as string) })
+        }
+      }
       return { seq, leaves }
+    })()
+  }
+
+  async bucketEntries(feed: string, buckets: number[]): Promise<{ seq: Seq; minSeq: Seq; lists: BucketList[] }> {
+    if (buckets.length > LIMITS.bucketsPerRead) {
+      throw new BadRequestError(`read at most ${LIMITS.bucketsPerRead} buckets at a time, not ${buckets.length}`)
+    }
+    for (const b of buckets) {
+      if (!Number.isSafeInteger(b) || b < 0 || b >= BUCKETS) throw new BadRequestError(`bucket ${b} is not a bucket number (0 to ${BUCKETS - 1})`)
+    }
+    this.feedRow(feed)
+    this.indexer.catchUp(feed)
+    // One read transaction: every list and its count and sum are exact at the same digest_seq.
+    return this.db.transaction(() => {
+      const f = this.feedRow(feed)
+      const lists = buckets.map((bucket): BucketList => {
+        const leaf = this.stmt.leaf.get(feed, bucket) as { count: number; sum: string } | undefined
+        const entries = (this.stmt.bucketRows.all(feed, bucket) as Array<{ key: string; seq: number; dhash: string | null }>).map(
+          (r): DigestEntry => ({ key: r.key, seq: r.seq, hash: r.dhash === null ? null : hexToHash(r.dhash) }),
+        )
+        return { bucket, count: leaf?.count ?? 0, sum: leaf ? hexToHash(leaf.sum) : 0n, entries }
+      })
+      return { seq: f.digest_seq, minSeq: f.min_seq, lists }
     })()
   }
 
@@ -356,6 +397,12 @@ export class SqliteSourceStore implements SourceStore {
     if (!row) throw new UnknownFeedError(name)
     return row
   }
+}
+
+/** A 16-byte hash read with SQL's hex(). */
+function hexToHash(hex: string): bigint {
+  if (hex.length !== 32) throw new Error(`a stored digest hash has ${hex.length / 2} bytes, not 16: the digest tables are damaged`)
+  return BigInt(`0x${hex}`)
 }
 
 function toInfo(r: FeedRow): FeedInfo {

@@ -11,7 +11,23 @@ import type { StoredRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import { PROTOCOL_VERSION, type FeedInfo, type Seq } from '../../protocol/types.js'
 import { EPOCH_HEADER, NDJSON_TYPE, PROTOCOL_HEADER } from '../../server/http-protocol.js'
-import type { ChangesPage, ChangesRequest, FeedSource, RowsPage, SnapshotPage, SnapshotRequest } from '../feed-source.js'
+import { checkBuckets, checkDigestRequest } from '../../protocol/digest-wire.js'
+import type { BucketList } from '../../protocol/types.js'
+import type {
+  ChangesPage,
+  ChangesRequest,
+  DigestPage,
+  DigestRequest,
+  FeedSource,
+  KeysListing,
+  KeysRequest,
+  RowsPage,
+  SnapshotPage,
+  SnapshotRequest,
+  Traffic,
+} from '../feed-source.js'
+import { decodeDigestPage, KeysListingReader } from './digest-readers.js'
+import { TrafficCounter } from './traffic-counter.js'
 import { LineSplitter } from './line-splitter.js'
 import { ChangesPageReader, SnapshotPageReader, type PageReader } from './page-readers.js'
 import { errorFromBody, errorFromResponse, networkError, type ExchangeContext } from './response-errors.js'
@@ -26,6 +42,8 @@ const MAX_LINE_BYTES = 64 * 1024 * 1024
 const MAX_ERROR_BYTES = 64 * 1024
 /** A feed's description is a few hundred bytes; more is not one. */
 const MAX_INFO_BYTES = 1024 * 1024
+/** The largest digest answer: 4096 nodes of 16 children at ~35 bytes each is ~2.5 MB. */
+const MAX_DIGEST_BYTES = 8 * 1024 * 1024
 
 export interface HttpFeedSourceOptions {
   /** Sent as `Authorization: Bearer <token>`. */
@@ -47,6 +65,7 @@ export class HttpFeedSource implements FeedSource {
   private readonly timeoutMs: number
   private readonly agent: Agent
   private readonly inflight = new Set<AbortController>()
+  private readonly counter = new TrafficCounter()
   private closed = false
 
   constructor(url: string, options: HttpFeedSourceOptions = {}) {
@@ -73,7 +92,12 @@ export class HttpFeedSource implements FeedSource {
     if (connections !== undefined && !(Number.isSafeInteger(connections) && connections > 0)) {
       throw new BadRequestError(`connections must be a positive whole number, got ${connections}`)
     }
-    this.agent = new Agent({ connections: connections ?? null, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs })
+    this.agent = new Agent({
+      connections: connections ?? null,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      connect: this.counter.connector(),
+    })
   }
 
   /** Aborts the requests under way and closes the connections. */
@@ -158,23 +182,114 @@ export class HttpFeedSource implements FeedSource {
   }
 
   /**
+   * The digest tree nodes' children, one level, read at one position. GET for up to 64 nodes (a
+   * bare GET for the root: the one small request an intact replica needs), POST beyond. The answer
+   * is checked through and through: nodes as asked, children that add up to their parent.
+   */
+  async digest(feed: string, req: DigestRequest): Promise<DigestPage> {
+    const { level, nodes } = checkDigestRequest(req.level, req.nodes, LIMITS.digestNodesMax)
+    const query = new URLSearchParams()
+    if (req.epoch !== undefined) query.set('epoch', req.epoch)
+    let path = `${feedPath(feed)}/digest`
+    let body: string | undefined
+    if (nodes.length <= LIMITS.digestNodesGet) {
+      // Digits and commas need no escaping in a query.
+      if (level !== 0 || nodes[0] !== 0) path += `?level=${level}&nodes=${nodes.join(',')}`
+    } else {
+      body = JSON.stringify({ level, nodes })
+    }
+    if (query.size > 0) path += `${path.includes('?') ? '&' : '?'}${query}`
+    const method = body === undefined ? 'GET' : 'POST'
+    return this.exchange({ method, path, feed, accept: JSON_TYPE, signal: req.signal, epoch: req.epoch, body }, async (res, ctx) => {
+      const text = await readText(res.body, MAX_DIGEST_BYTES)
+      try {
+        return decodeDigestPage(text, { feed, level, nodes, epoch: req.epoch })
+      } catch (error) {
+        throw where(error, ctx)
+      }
+    })
+  }
+
+  /**
+   * The `(key, seq, hash)` lists of leaf buckets. Returns once the first line has come; the lists
+   * are read as the body streams in (iterate them to the end, or break: either releases the
+   * connection). Every list is checked as it comes (see KeysListingReader); a cut listing throws
+   * ProtocolError from the iteration.
+   */
+  async keys(feed: string, req: KeysRequest): Promise<KeysListing> {
+    const buckets = checkBuckets(req.buckets)
+    const query = req.epoch === undefined ? '' : `?${new URLSearchParams({ epoch: req.epoch })}`
+    const spec: RequestSpec = {
+      method: 'POST',
+      path: `${feedPath(feed)}/keys${query}`,
+      feed,
+      accept: NDJSON_TYPE,
+      signal: req.signal,
+      epoch: req.epoch,
+      body: JSON.stringify({ buckets }),
+    }
+    const call = await this.open(spec)
+    const lines = bodyLines(call.res.body)
+    let reader: KeysListingReader
+    try {
+      const epoch = this.listingEpoch(call.res, call.ctx, req.epoch)
+      reader = new KeysListingReader(feed, buckets, epoch, (body) => errorFromBody(body, undefined, call.ctx))
+      const first = await lines.next()
+      if (first.done) reader.finish(first.value)
+      else reader.head(first.value)
+    } catch (error) {
+      call.close()
+      throw this.failure(where(error, call.ctx), call)
+    }
+    const failure = (error: unknown): unknown => this.failure(where(error, call.ctx), call)
+    // Runs only once iterated, after `listing` exists.
+    async function* lists(): AsyncGenerator<BucketList> {
+      try {
+        for (;;) {
+          const next = await lines.next()
+          if (next.done) {
+            reader.finish(next.value)
+            listing.minSeq = reader.minSeq
+            return
+          }
+          const list = reader.line(next.value)
+          if (list !== undefined) yield list
+        }
+      } catch (error) {
+        throw failure(error)
+      } finally {
+        call.close()
+      }
+    }
+    const listing: KeysListing = { epoch: reader.epoch, seq: reader.seq, minSeq: reader.minSeq, lists: lists() }
+    return listing
+  }
+
+  /** Requests made and bytes on the wire both ways (request and status lines, headers, bodies) so far. */
+  traffic(): Traffic {
+    return { requests: this.counter.requests, bytesSent: this.counter.sent(), bytesReceived: this.counter.received() }
+  }
+
+  /**
    * One request: sends it, checks the status and the protocol header, and runs `handle` over a 200
    * response within the same deadline and abort scope. Maps failures onto tidemark's errors.
    */
-  private async exchange<T>(
-    spec: {
-      method: 'GET' | 'POST'
-      path: string
-      feed: string
-      accept: string
-      signal: AbortSignal | undefined
-      waitMs?: number
-      after?: Seq
-      epoch?: string
-      body?: string
-    },
-    handle: (res: Dispatcher.ResponseData, ctx: ExchangeContext) => Promise<T>,
-  ): Promise<T> {
+  private async exchange<T>(spec: RequestSpec, handle: (res: Dispatcher.ResponseData, ctx: ExchangeContext) => Promise<T>): Promise<T> {
+    const call = await this.open(spec)
+    try {
+      return await handle(call.res, call.ctx)
+    } catch (error) {
+      throw this.failure(error, call)
+    } finally {
+      call.close()
+    }
+  }
+
+  /**
+   * Sends a request and checks its status, protocol header and content type. The caller reads the
+   * body and must call `close()` (which drops a body left unread with its connection).
+   */
+  private async open(spec: RequestSpec): Promise<OpenCall> {
     const ctx: ExchangeContext = { source: this.description, what: `${spec.method} ${spec.path.split('?', 1)[0]}`, feed: spec.feed }
     if (spec.after !== undefined) ctx.after = spec.after
     if (spec.epoch !== undefined) ctx.epoch = spec.epoch
@@ -190,6 +305,13 @@ export class HttpFeedSource implements FeedSource {
     if (spec.body !== undefined) headers['content-type'] = 'application/json'
     const headersTimeout = this.timeoutMs + (spec.waitMs ?? 0)
     let res: Dispatcher.ResponseData | undefined
+    const close = (): void => {
+      spec.signal?.removeEventListener('abort', onAbort)
+      this.inflight.delete(controller)
+      // A body left unread (a refusal, an error mid-listing, a listing left early) is dropped with its connection.
+      if (res && !res.body.destroyed) res.body.destroy()
+    }
+    this.counter.requests++
     try {
       res = await request(`${this.base}${spec.path}`, {
         dispatcher: this.agent,
@@ -203,17 +325,18 @@ export class HttpFeedSource implements FeedSource {
       // Errors of the body reach whoever reads it; one that nobody reads (an abort in between) must not crash the process.
       res.body.on('error', () => {})
       await this.checkResponse(res, spec.accept, ctx)
-      return await handle(res, ctx)
+      return { res, ctx, controller, close, bodyStarted: true }
     } catch (error) {
-      if (controller.signal.aborted) throw controller.signal.reason
-      if (error instanceof TidemarkError) throw error
-      throw networkError(error, ctx, res !== undefined, res === undefined ? headersTimeout : this.timeoutMs)
-    } finally {
-      spec.signal?.removeEventListener('abort', onAbort)
-      this.inflight.delete(controller)
-      // A body left unread (a refusal, an error mid-listing) is dropped with its connection.
-      if (res && !res.body.destroyed) res.body.destroy()
+      close()
+      throw this.failure(error, { ctx, controller, bodyStarted: res !== undefined }, res === undefined ? headersTimeout : this.timeoutMs)
     }
+  }
+
+  /** What a failure of a request means: the abort's reason, tidemark's own error, or a network failure. */
+  private failure(error: unknown, call: Pick<OpenCall, 'ctx' | 'controller' | 'bodyStarted'>, timeoutMs = this.timeoutMs): unknown {
+    if (call.controller.signal.aborted) return call.controller.signal.reason
+    if (error instanceof TidemarkError) return error
+    return networkError(error, call.ctx, call.bodyStarted, timeoutMs)
   }
 
   /** Throws unless this is a 200 from a server speaking protocol v1 with the expected content type. */
@@ -257,6 +380,52 @@ export class HttpFeedSource implements FeedSource {
   }
 }
 
+interface RequestSpec {
+  method: 'GET' | 'POST'
+  path: string
+  feed: string
+  accept: string
+  signal: AbortSignal | undefined
+  waitMs?: number
+  after?: Seq
+  epoch?: string | undefined
+  body?: string | undefined
+}
+
+/** A request whose response head has been checked; its body is the caller's to read, then `close()`. */
+interface OpenCall {
+  res: Dispatcher.ResponseData
+  ctx: ExchangeContext
+  controller: AbortController
+  /** Whether the response had begun (for the message of a network failure). */
+  bodyStarted: boolean
+  close(): void
+}
+
+/**
+ * A body's lines as they arrive (LineSplitter); the return value is the bytes of a line begun but
+ * not ended when the body ended (non-zero: cut mid-line).
+ */
+async function* bodyLines(body: Dispatcher.ResponseData['body']): AsyncGenerator<string, number> {
+  const splitter = new LineSplitter(MAX_LINE_BYTES)
+  const ready: string[] = []
+  const onLine = (line: string): void => {
+    ready.push(line)
+  }
+  for await (const chunk of body) {
+    splitter.push(chunk as Buffer, onLine)
+    for (const line of ready) yield line
+    ready.length = 0
+  }
+  return splitter.partialBytes
+}
+
+/** A ProtocolError from reading an answer, saying which request it was. */
+function where(error: unknown, ctx: ExchangeContext): unknown {
+  if (!(error instanceof ProtocolError)) return error
+  return new ProtocolError(`${ctx.what} on ${ctx.source}: ${error.message}`, { cause: error, details: error.details })
+}
+
 function feedPath(feed: string): string {
   return `/v1/feeds/${encodeURIComponent(feed)}`
 }
@@ -273,14 +442,12 @@ async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReade
   try {
     for await (const chunk of res.body) splitter.push(chunk as Buffer, onLine)
   } catch (error) {
-    if (error instanceof ProtocolError) throw new ProtocolError(`${ctx.what} on ${ctx.source}: ${error.message}`, { cause: error })
-    throw error
+    throw where(error, ctx)
   }
   try {
     return reader.finish(splitter.partialBytes)
   } catch (error) {
-    if (error instanceof ProtocolError) throw new ProtocolError(`${ctx.what} on ${ctx.source}: ${error.message}`, { cause: error })
-    throw error
+    throw where(error, ctx)
   }
 }
 
