@@ -8,6 +8,8 @@ import { checkExport, importExport } from '../../src/export/importer.js'
 import { ConflictError } from '../../src/errors.js'
 import type { PhaseChange } from '../../src/replica/phase.js'
 import { createReplica } from '../../src/replica/replica.js'
+import { createFeedServer } from '../../src/server/feed-server.js'
+import { HttpFeedSource } from '../../src/transport/http/http-feed-source.js'
 import type { Json, WriteOp } from '../../src/protocol/types.js'
 import type { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import type { FeedSource } from '../../src/transport/feed-source.js'
@@ -17,12 +19,11 @@ import { projectionHook, replicaState, sourceFixture } from '../helpers/replica-
 type Fixture = Awaited<ReturnType<typeof sourceFixture>>
 
 /** A source whose owner writes a transaction before each request the exporter makes: writes land between every two chunks. */
-function busyOwner(fx: Fixture, txs: WriteOp[][]): FeedSource {
+function busyOwner(fx: Fixture, txs: WriteOp[][], local: FeedSource = fx.local): FeedSource {
   const next = async (): Promise<void> => {
     const ops = txs.shift()
     if (ops !== undefined && ops.length > 0) await fx.source.write(fx.feed, ops)
   }
-  const local = fx.local
   return {
     description: local.description,
     info: (feed, signal) => local.info(feed, signal),
@@ -122,6 +123,30 @@ describe('export → import → catch up', () => {
       }),
       propertyParameters(25),
     )
+  })
+
+  it('exports exactly over HTTP too, with the owner writing between every two requests', async () => {
+    const fx = await sourceFixture()
+    await fx.write(40, 2, 30)
+    const server = await createFeedServer({ store: fx.source, maintainEveryMs: 0 })
+    const { url } = await server.listen({ port: 0 })
+    const http = new HttpFeedSource(url)
+    try {
+      let n = 0
+      const txs = Array.from({ length: 40 }, (): WriteOp[] => [
+        { op: 'upsert', key: `k${n % 30}`, data: { during: n++ } },
+        n % 3 === 0 ? { op: 'delete', key: `k${(n * 7) % 30}` } : { op: 'upsert', key: `new${n}`, data: n },
+      ])
+      const { header, file } = await exportToBuffer(busyOwner(fx, txs, http), fx, { snapshotChunk: 4 })
+      assert.ok(txs.length < 40 && header.position > 80, 'the owner wrote while the export read')
+      const store = fx.openReplicaStore(fx.replicaPath())
+      await importExport({ open: input(file), store, source: url })
+      assert.deepEqual(await replicaState(store, fx.feed), await stateAt(fx, header.position))
+      await store.close()
+    } finally {
+      await http.close()
+      await server.close()
+    }
   })
 
   it('re-bootstraps, saying why, when the source’s epoch changed since the export', async () => {
