@@ -1,4 +1,6 @@
 import { BadRequestError } from '../errors.js'
+import type { ScratchReplicaStore } from './replica-store.js'
+import { openSqliteScratch } from './sqlite/scratch-replica-store.js'
 import { SqliteSourceStore } from './sqlite/sqlite-source-store.js'
 import type { Logger, SourceStore } from './store.js'
 
@@ -20,4 +22,12 @@ export async function openSourceStore(location: string, options: OpenStoreOption
     create: options.create ?? false,
     ...(options.logger ? { logger: options.logger } : {}),
   })
+}
+
+/**
+ * A scratch replica store in a new file under `dir` (SQLite: embedded, no server to reach), for
+ * work that needs a replica's merge but not a replica, such as building an export at one position.
+ */
+export function openScratchReplicaStore(dir: string, logger?: Logger): ScratchReplicaStore {
+  return openSqliteScratch(dir, logger)
 }

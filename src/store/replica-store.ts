@@ -112,6 +112,12 @@ export interface ReplicaStore<Tx = unknown> {
    * tables move from one consistent state to the next at once.
    */
   finishBootstrap(name: string, hook?: ApplyHook<Tx>): Promise<ReplicaState>
+  /**
+   * Abandons the bootstrap in progress (an import that failed, or was cancelled): the current copy
+   * and checkpoint stay exactly as they are, and the unfinished generation's rows go with the next
+   * collectGarbage. Does nothing when no bootstrap is in progress.
+   */
+  cancelBootstrap(name: string): Promise<void>
   /** Drops generations that are no longer current (in short transactions). */
   collectGarbage(name: string): Promise<number>
 
@@ -160,4 +166,12 @@ export interface ReplicaStore<Tx = unknown> {
   digestTree(name: string): Promise<{ seq: Seq; tree: DigestTree }>
 
   close(): Promise<void>
+}
+
+/** A throwaway replica store (the export's staging copy): `dispose()` closes and deletes it. */
+export interface ScratchReplicaStore {
+  readonly store: ReplicaStore
+  /** Where it is, for messages. */
+  readonly location: string
+  dispose(): Promise<void>
 }

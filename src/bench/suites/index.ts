@@ -1,4 +1,5 @@
 import type { Suite } from '../suite.js'
+import { exportSuite } from './export.js'
 import { reconcileSuite } from './reconcile.js'
 import { replica } from './replica.js'
 import { source } from './source.js'
@@ -8,4 +9,5 @@ export const SUITES: readonly Suite[] = [
   source,
   replica,
   reconcileSuite,
+  exportSuite,
 ]

@@ -360,6 +360,13 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     }
   }
 
+  async cancelBootstrap(name: string): Promise<void> {
+    this.write(() => {
+      this.owned(name)
+      this.stmt.cancelProgress.run(name)
+    })
+  }
+
   async collectGarbage(name: string): Promise<number> {
     let total = 0
     for (;;) {
@@ -673,6 +680,7 @@ function prepare(db: Database) {
       `UPDATE ${R} SET owner_id = NULL, owner_pid = NULL, owner_host = NULL, owner_expires = NULL WHERE name = ? AND owner_id = ?`,
     ),
     beginProgress: db.prepare(`UPDATE ${R} SET bootstrap = ?, bootstrap_keys = 0 WHERE name = ?`),
+    cancelProgress: db.prepare(`UPDATE ${R} SET bootstrap = NULL, bootstrap_keys = 0 WHERE name = ?`),
     setProgress: db.prepare(`UPDATE ${R} SET bootstrap = ?, bootstrap_keys = bootstrap_keys + ? WHERE name = ?`),
     advance: db.prepare(
       `UPDATE ${R} SET seq = ?, keys = keys + ?, applied_at = ?, source_head = max(source_head, ?),
