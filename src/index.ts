@@ -10,13 +10,14 @@ export {
   StoreUnavailableError,
   ProtocolError,
   ConflictError,
+  HistoryRewoundError,
   ERROR_CODES,
   isTidemarkError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'
 
 export { PROTOCOL_VERSION } from './protocol/types.js'
-export type { Change, FeedInfo, Json, Op, Retention, Seq, SnapshotChunk, StateRow, TrackedTable, WriteOp } from './protocol/types.js'
+export type { BucketList, Change, DigestEntry, FeedInfo, Json, Op, Retention, Seq, SnapshotChunk, StateRow, TrackedTable, WriteOp } from './protocol/types.js'
 export { LIMITS } from './protocol/limits.js'
 
 export type { FeedWriter } from './source/feed-writer.js'
@@ -31,7 +32,19 @@ export type { FeedServer, FeedServerOptions, AuthRequest } from './server/feed-s
 export { PROTOCOL_HEADER, EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE } from './server/http-protocol.js'
 export type { ChangesEnd, SnapshotEnd, ErrorLine, RowsResponse } from './server/http-protocol.js'
 
-export type { FeedSource, ChangesRequest, ChangesPage, SnapshotRequest, SnapshotPage, RowsPage } from './transport/feed-source.js'
+export type {
+  FeedSource,
+  ChangesRequest,
+  ChangesPage,
+  SnapshotRequest,
+  SnapshotPage,
+  RowsPage,
+  DigestRequest,
+  DigestPage,
+  KeysRequest,
+  KeysListing,
+  Traffic,
+} from './transport/feed-source.js'
 export type { ChangeTransport, Delivery, SubscribeOptions } from './transport/transport.js'
 export { HttpFeedSource } from './transport/http/http-feed-source.js'
 export type { HttpFeedSourceOptions } from './transport/http/http-feed-source.js'
@@ -52,8 +65,22 @@ export { EXPORT_FORMAT, EXPORT_VERSION, EXPORT_MEDIA_TYPE, ExportFileError } fro
 export type { Compression, ExportHeader, ExportTrailer, ExportFileProblem } from './export/export-format.js'
 
 export { createReplica, Replica } from './replica/replica.js'
-export type { ReplicaOptions, ReplicaStatus } from './replica/replica.js'
+export type { ReplicaOptions, ReplicaStatus, ReconcileSchedule } from './replica/replica.js'
+export { reconcile } from './reconcile/reconcile.js'
+export type { ReconcileOptions } from './reconcile/reconcile.js'
+export type {
+  ReconcileRun,
+  ReconcileMode,
+  ReconcileTrigger,
+  ReconcileOutcome,
+  ReconcileCost,
+  DriftedKey,
+  DriftKind,
+  RunRequest,
+} from './reconcile/run.js'
+export { DigestTree } from './digest/digest-tree.js'
+export type { DigestNode } from './digest/digest-tree.js'
 export type { Phase, PhaseChange } from './replica/phase.js'
-export type { ApplyHook, ReplicaStore, ReplicaState, BootstrapProgress, ClaimOptions } from './store/replica-store.js'
+export type { ApplyHook, ApplyContext, RepairFix, RehashReport, ReplicaStore, ReplicaState, BootstrapProgress, ClaimOptions } from './store/replica-store.js'
 export { SqliteReplicaStore } from './store/sqlite/sqlite-replica-store.js'
 export type { SqliteReplicaStoreOptions } from './store/sqlite/sqlite-replica-store.js'
