@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict'
+import type { Database } from 'better-sqlite3'
+import { after } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
+import type { FeedInfo } from '../../src/protocol/types.js'
+import { createReplica, type Replica } from '../../src/replica/replica.js'
+import { Backoff } from '../../src/transport/backoff.js'
+import type { ChangesPage, ChangesRequest, FeedSource, RowsPage, SnapshotPage, SnapshotRequest } from '../../src/transport/feed-source.js'
+import type { ChangeTransport } from '../../src/transport/transport.js'
+import { projectionHook, replicaState, sourceFixture } from './replica-fixture.js'
+
+/** A FeedSource that counts what the replica asks of the log: pulls (no wait) and long-polls. */
+export class CountingSource implements FeedSource {
+  pulls = 0
+  polls = 0
+  constructor(private readonly inner: FeedSource) {}
+  get description(): string {
+    return this.inner.description
+  }
+  info(feed: string, signal?: AbortSignal): Promise<FeedInfo> {
+    return this.inner.info(feed, signal)
+  }
+  changes(feed: string, request: ChangesRequest): Promise<ChangesPage> {
+    if (request.waitMs) this.polls++
+    else this.pulls++
+    return this.inner.changes(feed, request)
+  }
+  snapshot(feed: string, request: SnapshotRequest): Promise<SnapshotPage> {
+    return this.inner.snapshot(feed, request)
+  }
+  rows(feed: string, keys: string[], signal?: AbortSignal): Promise<RowsPage> {
+    return this.inner.rows(feed, keys, signal)
+  }
+}
+
+export type Fixture = Awaited<ReturnType<typeof sourceFixture>>
+
+/**
+ * Teardown in the right order: registered before the source fixture's own `after` (hooks run in
+ * the order they were registered), so replicas and relays stop before the source closes.
+ */
+export function teardown(): (step: () => Promise<unknown>) => void {
+  const steps: Array<() => Promise<unknown>> = []
+  after(async () => {
+    for (const step of steps) await step().catch(() => {})
+  })
+  return (step) => steps.unshift(step)
+}
+
+/** A running replica of `fx` over `transport`, with a projection that counts each change it sees. */
+export function brokerReplica(fx: Fixture, transport: (source: FeedSource) => ChangeTransport, name = 'replica') {
+  const source = new CountingSource(fx.local)
+  const store = fx.openReplicaStore(fx.replicaPath())
+  const projection = projectionHook()
+  projection.install(store.db)
+  const replica: Replica<Database> = createReplica<Database>({
+    source,
+    feed: fx.feed,
+    store,
+    name,
+    apply: projection.hook,
+    transport: transport(source),
+    headCheckMs: 400,
+    backoff: new Backoff({ baseMs: 20, capMs: 300 }),
+  })
+  const running = replica.run()
+  running.catch(() => {})
+  return {
+    async close(): Promise<void> {
+      await replica.stop()
+      await store.close()
+    },
+    replica,
+    store,
+    source,
+    running,
+    /** Waits until the replica is at the source's head, then checks it equals the source, each change applied once. */
+    async exact(ms = 20_000): Promise<void> {
+      const head = (await fx.source.getFeed(fx.feed)).head
+      const timeUp = new AbortController()
+      const timer = setTimeout(() => timeUp.abort(new Error(`replica at ${replica.status().checkpoint}, not ${head}, after ${ms} ms: ${replica.status().lastError}`)), ms)
+      try {
+        await replica.caughtUp(head, timeUp.signal)
+      } finally {
+        clearTimeout(timer)
+      }
+      assert.deepEqual(await replicaState(store, name), await fx.sourceState())
+      const twice = [...projection.seen].filter(([, n]) => n > 1)
+      assert.deepEqual(twice, [], 'no change reached the projection twice')
+    },
+  }
+}
+
+export async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await delay(10)
+  }
+}
