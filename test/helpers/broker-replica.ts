@@ -6,6 +6,7 @@ import type { FeedInfo } from '../../src/protocol/types.js'
 import { createReplica, type Replica } from '../../src/replica/replica.js'
 import { Backoff } from '../../src/transport/backoff.js'
 import type { ChangesPage, ChangesRequest, FeedSource, RowsPage, SnapshotPage, SnapshotRequest } from '../../src/transport/feed-source.js'
+import type { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import type { ChangeTransport } from '../../src/transport/transport.js'
 import { projectionHook, replicaState, sourceFixture } from './replica-fixture.js'
 
@@ -48,7 +49,16 @@ export function teardown(): (step: () => Promise<unknown>) => void {
 }
 
 /** A running replica of `fx` over `transport`, with a projection that counts each change it sees. */
-export function brokerReplica(fx: Fixture, transport: (source: FeedSource) => ChangeTransport, name = 'replica') {
+export interface BrokerReplica {
+  replica: Replica<Database>
+  store: SqliteReplicaStore
+  source: CountingSource
+  running: Promise<void>
+  close(): Promise<void>
+  exact(ms?: number): Promise<void>
+}
+
+export function brokerReplica(fx: Fixture, transport: (source: FeedSource) => ChangeTransport, name = 'replica'): BrokerReplica {
   const source = new CountingSource(fx.local)
   const store = fx.openReplicaStore(fx.replicaPath())
   const projection = projectionHook()
