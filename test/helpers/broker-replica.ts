@@ -34,6 +34,11 @@ export class CountingSource implements FeedSource {
   }
 }
 
+/** TIDEMARK_TEST_DEBUG=1 prints what replicas and transports warn about. */
+export const debugLogger = process.env.TIDEMARK_TEST_DEBUG
+  ? { debug() {}, info: (_o: object, m?: string) => console.error(m), warn: (_o: object, m?: string) => console.error(m), error: (_o: object, m?: string) => console.error(m) }
+  : undefined
+
 export type Fixture = Awaited<ReturnType<typeof sourceFixture>>
 
 /**
@@ -58,7 +63,12 @@ export interface BrokerReplica {
   exact(ms?: number): Promise<void>
 }
 
-export function brokerReplica(fx: Fixture, transport: (source: FeedSource) => ChangeTransport, name = 'replica'): BrokerReplica {
+/**
+ * `headCheckMs` is short so that tests of a lost last message finish quickly. (A replica idle at the
+ * head for longer than that pulls once from the log when the next write arrives, even if the broker
+ * delivers it a moment later: replica.ts dates its last progress from the start of follow().)
+ */
+export function brokerReplica(fx: Fixture, transport: (source: FeedSource) => ChangeTransport, name = 'replica', headCheckMs = 400): BrokerReplica {
   const source = new CountingSource(fx.local)
   const store = fx.openReplicaStore(fx.replicaPath())
   const projection = projectionHook()
@@ -70,7 +80,8 @@ export function brokerReplica(fx: Fixture, transport: (source: FeedSource) => Ch
     name,
     apply: projection.hook,
     transport: transport(source),
-    headCheckMs: 400,
+    headCheckMs,
+    ...(debugLogger ? { logger: debugLogger } : {}),
     backoff: new Backoff({ baseMs: 20, capMs: 300 }),
   })
   const running = replica.run()

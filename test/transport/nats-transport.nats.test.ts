@@ -37,12 +37,12 @@ async function setup(servers = sharedUrl, stream: NatsStreamSettings = {}) {
   onTeardown(() => relay.stop())
   await until(() => relay.status().connected, 'the relay connects')
   const transports: FallbackTransport[] = []
-  const replica = (name = 'replica') => {
+  const replica = (name = 'replica', headCheckMs?: number) => {
     const r = brokerReplica(fx, (source) => {
       const t = new FallbackTransport(new NatsTransport({ servers, prefix, checkMs: 200 }), new LongPollTransport(source, { waitMs: 200 }), { retryMs: 300 })
       transports.push(t)
       return t
-    }, name)
+    }, name, headCheckMs)
     onTeardown(() => r.close())
     return { ...r, transport: transports.at(-1) as FallbackTransport }
   }
@@ -54,7 +54,7 @@ describe('NATS JetStream transport', () => {
   it('a replica follows the feed from the stream, with no pull from the log once live', async () => {
     const s = await setup()
     await s.fx.write(30, 2)
-    const r = s.replica()
+    const r = s.replica('replica', 10_000) // no stall pulls: this test counts pulls
     await r.exact()
     await until(() => r.transport.current === 'broker' && r.replica.phase === 'live', 'live on NATS')
     const pulls = r.source.pulls
