@@ -7,6 +7,7 @@ import type { Registrar } from './cli.js'
 import { registerDemo } from './commands/demo.js'
 import { registerDump } from './commands/dump.js'
 import { registerFeeds } from './commands/feeds.js'
+import { registerRelay } from './commands/relay.js'
 import { registerReplicate } from './commands/replicate.js'
 import { registerResetEpoch } from './commands/reset-epoch.js'
 import { registerRetention } from './commands/retention.js'
@@ -28,6 +29,7 @@ const COMMANDS: readonly Registrar[] = [
   registerResetEpoch,
   registerRetention,
   registerReplicate,
+  registerRelay,
   registerStatus,
 ]
 

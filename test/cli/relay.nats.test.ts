@@ -1,0 +1,66 @@
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
+import { jetstreamManager } from '@nats-io/jetstream'
+import { connect } from '@nats-io/transport-node'
+import { createFeedServer } from '../../src/server/feed-server.js'
+import { readReplicas } from '../../src/store/sqlite/replica-report.js'
+import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
+import { streamName } from '../../src/transport/nats/nats-settings.js'
+import { natsUrl, uniqueName } from '../helpers/brokers.js'
+import { tmpDir } from '../helpers/tmp.js'
+import { collect, failsWith, spawnTidemark, tidemark } from './run-cli.js'
+
+const nats = await natsUrl()
+
+describe('tidemark relay / replicate --nats', () => {
+  it('refuses to run without exactly one broker', async () => {
+    failsWith(await tidemark(['relay', 'x.db']), 1, /give one broker/)
+    failsWith(await tidemark(['relay', 'x.db', '--nats', nats, '--amqp', 'amqp://127.0.0.1']), 1, /give one broker/)
+  })
+
+  it('a relay process and a replicate process keep a replica in sync through JetStream', async () => {
+    const feed = uniqueName('cli') // the stream is named after the feed: unique per run
+    const dir = tmpDir()
+    const store = SqliteSourceStore.open(join(dir, 'owner.db'))
+    await store.ensureFeed(feed)
+    const server = await createFeedServer({ store, maintainEveryMs: 0 })
+    const { url } = await server.listen({ host: '127.0.0.1', port: 0 })
+    const nc = await connect({ servers: nats, timeout: 2000 })
+    const jsm = await jetstreamManager(nc)
+    after(async () => {
+      await jsm.streams.delete(streamName(feed)).catch(() => {})
+      await nc.close()
+      await server.close()
+      await store.close()
+    })
+    const relay = spawnTidemark(['relay', join(dir, 'owner.db'), '--nats', nats, '--feed', feed])
+    const relayed = collect(relay)
+    const into = join(dir, 'replica.db')
+    const replicate = spawnTidemark(['replicate', url, feed, '--into', into, '--nats', nats])
+    const replicated = collect(replicate)
+    // The relay publishes from the head it finds: write once its stream is there.
+    for (let t = 0; !(await jsm.streams.info(streamName(feed)).then(() => true, () => false)); t++) {
+      assert.ok(t < 300, 'the relay made its stream')
+      await delay(100)
+    }
+    for (let i = 0; i < 50; i++) await store.write(feed, [{ op: 'upsert', key: `k${i % 7}`, data: { i } }])
+    const head = (await store.getFeed(feed)).head
+    const end = Date.now() + 30_000
+    for (;;) {
+      const [report] = await readReplicas(into).catch(() => [])
+      if (report && report.checkpoint === head) break
+      assert.ok(Date.now() < end, `the replica reached ${report?.checkpoint ?? 'nothing'}, not ${head}`)
+      await delay(100)
+    }
+    const info = await jsm.streams.info(streamName(feed))
+    assert.ok(info.state.messages > 0, 'the changes went through the stream')
+    relay.kill('SIGTERM')
+    replicate.kill('SIGTERM')
+    const [r1, r2] = await Promise.all([relayed, replicated])
+    assert.equal(r1.code, 0, r1.stderr)
+    assert.equal(r2.code, 0, r2.stderr)
+    assert.match(r1.stderr, /tidemark relaying/)
+  })
+})
