@@ -1,4 +1,5 @@
 import type { Suite } from '../suite.js'
+import { brokers } from './brokers.js'
 import { replica } from './replica.js'
 import { source } from './source.js'
 
@@ -6,4 +7,5 @@ import { source } from './source.js'
 export const SUITES: readonly Suite[] = [
   source,
   replica,
+  brokers,
 ]
