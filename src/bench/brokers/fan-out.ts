@@ -37,6 +37,11 @@ export interface FanOutResult {
   ms: number
   /** Of which the owner's commits (raw: the publishing) took this long. */
   writeMs: number
+  /**
+   * CPU time of this process (owner, feed server, relay; raw: the publisher) meanwhile: what the
+   * fan-out costs the source's side, which a broker takes off it.
+   */
+  sourceCpuMs: number
   /** Changes delivered (and applied, for replicas) per second, summed over the consumers. */
   rate: number
 }
@@ -143,14 +148,16 @@ export async function measureFanOut(run: FanOutRun): Promise<FanOutResult> {
     await ready
     run.signal.throwIfAborted()
     const started = nowMs()
+    const cpuBefore = process.cpuUsage()
     const target = await startWork()
     const writeMs = nowMs() - started
     child?.send({ target } satisfies FromParent)
     await done
     const ms = nowMs() - started
+    const cpu = process.cpuUsage(cpuBefore)
     const result = await exited
     if (result.code !== 0) throw new Error(`fan-out child exited with ${result.code}: ${result.stderr.slice(-2000)}`)
-    return { ms, writeMs, rate: (run.replicas * run.changes) / (ms / 1000) }
+    return { ms, writeMs, sourceCpuMs: (cpu.user + cpu.system) / 1000, rate: (run.replicas * run.changes) / (ms / 1000) }
   } finally {
     for (const step of cleanup) await step().catch(() => {})
   }

@@ -46,7 +46,7 @@ export const brokers: Suite = {
           for (const mode of ['http', 'nats', 'amqp', 'raw-nats', 'raw-amqp'] as const) {
             ctx.signal.throwIfAborted()
             const r = await measureFanOut({ temp, mode, replicas, changes: sizes.changes, txSize: sizes.txSize, store, feedUrl: url, natsUrl, amqpUrl, signal: ctx.signal })
-            ctx.log(`${mode} to ${replicas}: ${n(Math.round(r.rate))} changes/s (${(r.ms / 1000).toFixed(1)} s, of which writing ${(r.writeMs / 1000).toFixed(1)} s)`)
+            ctx.log(`${mode} to ${replicas}: ${n(Math.round(r.rate))} changes/s (${(r.ms / 1000).toFixed(1)} s, of which writing ${(r.writeMs / 1000).toFixed(1)} s; source side CPU ${(r.sourceCpuMs / 1000).toFixed(1)} s)`)
             results.set(mode, [...(results.get(mode) ?? []), r])
           }
         }
@@ -59,6 +59,16 @@ export const brokers: Suite = {
           unit: 'changes/s',
           note: 'aggregate: changes applied per second summed over the replicas; one feed server',
         })
+        const cpu = (mode: FanOutMode): number => median((results.get(mode) ?? []).map((r) => r.sourceCpuMs))
+        for (const [mode, name] of [['nats', 'NATS JetStream'], ['amqp', 'RabbitMQ']] as const) {
+          ctx.report({
+            figure: `source-side CPU, ${name}, ${what}`,
+            value: cpu(mode),
+            unit: 'ms',
+            baseline: { name: 'HTTP long-poll', value: cpu('http') },
+            note: 'CPU time of the owner\'s process (owner writes + relay; HTTP: owner writes + feed server answering every replica) from the first commit to the last apply',
+          })
+        }
         for (const [mode, name, raw] of [['nats', 'NATS JetStream', 'raw-nats'], ['amqp', 'RabbitMQ', 'raw-amqp']] as const) {
           ctx.report({
             figure: `fan-out via ${name}, ${what}`,

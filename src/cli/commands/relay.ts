@@ -78,7 +78,7 @@ ${examples([
         for (const feed of feeds) {
           const sink = await brokerSink(
             { kind, url, prefix: options.prefix ?? 'tidemark' },
-            { ...(options.maxAge !== undefined ? { maxAgeMs: options.maxAge } : {}), ...(options.streamReplicas !== undefined ? { replicas: options.streamReplicas } : {}) },
+            { stream: { ...(options.maxAge !== undefined ? { maxAgeMs: options.maxAge } : {}), ...(options.streamReplicas !== undefined ? { replicas: options.streamReplicas } : {}) } },
           )
           relays.push(createRelay({ source, feed, sink, logger: log, ...(options.maxChanges !== undefined ? { maxChangesPerMessage: options.maxChanges } : {}) }))
         }

@@ -10,6 +10,8 @@ import type { FeedSource } from '../feed-source.js'
 import { LongPollTransport } from '../http/long-poll-transport.js'
 import type { ChangeTransport } from '../transport.js'
 import { FallbackTransport } from './fallback-transport.js'
+import type { AmqpQueueSettings } from '../amqp/amqp-settings.js'
+import type { NatsStreamSettings } from '../nats/nats-settings.js'
 
 export type BrokerKind = 'nats' | 'amqp'
 
@@ -33,7 +35,7 @@ export function brokerKind(url: string): BrokerKind {
 export async function brokerTransport(
   choice: BrokerChoice,
   source: FeedSource,
-  options: { replica: string; retryMs?: number; logger?: Logger },
+  options: { replica: string; retryMs?: number; logger?: Logger; queueSettings?: AmqpQueueSettings },
 ): Promise<ChangeTransport> {
   const common = { ...(choice.prefix ? { prefix: choice.prefix } : {}), ...(options.logger ? { logger: options.logger } : {}) }
   let broker: ChangeTransport
@@ -42,7 +44,7 @@ export async function brokerTransport(
     broker = new NatsTransport({ servers: choice.url, ...common })
   } else {
     const { AmqpTransport } = await import('../amqp/amqp-transport.js')
-    broker = new AmqpTransport({ url: choice.url, queue: options.replica, ...common })
+    broker = new AmqpTransport({ url: choice.url, queue: options.replica, ...common, ...(options.queueSettings ? { queueSettings: options.queueSettings } : {}) })
   }
   return new FallbackTransport(broker, new LongPollTransport(source, { waitMs: 5000 }), {
     ...(options.retryMs !== undefined ? { retryMs: options.retryMs } : {}),
@@ -51,10 +53,8 @@ export async function brokerTransport(
 }
 
 export interface SinkSettings {
-  /** NATS: stream max age (ms). */
-  maxAgeMs?: number
-  /** NATS: stream replicas in a cluster. */
-  replicas?: number
+  /** NATS: the settings of a stream the relay creates. */
+  stream?: NatsStreamSettings
 }
 
 export async function brokerSink(choice: BrokerChoice, settings: SinkSettings = {}): Promise<RelaySink> {
@@ -64,7 +64,7 @@ export async function brokerSink(choice: BrokerChoice, settings: SinkSettings = 
     return new NatsSink({
       servers: choice.url,
       ...prefix,
-      stream: { ...(settings.maxAgeMs !== undefined ? { maxAgeMs: settings.maxAgeMs } : {}), ...(settings.replicas !== undefined ? { replicas: settings.replicas } : {}) },
+      ...(settings.stream ? { stream: settings.stream } : {}),
     })
   }
   const { AmqpSink } = await import('../amqp/amqp-sink.js')
