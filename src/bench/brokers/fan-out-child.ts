@@ -6,11 +6,13 @@
  * raw consumers), and says `done` when every consumer has reached it.
  */
 import type { Database } from 'better-sqlite3'
+import { appendFileSync } from 'node:fs'
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream'
 import { connect as natsConnect } from '@nats-io/transport-node'
 import { connect as amqpConnect } from 'amqplib'
 import { createReplica, type Replica } from '../../replica/replica.js'
 import { SqliteReplicaStore } from '../../store/sqlite/sqlite-replica-store.js'
+import type { Logger } from '../../store/store.js'
 import { replicaQueueName } from '../../transport/amqp/amqp-settings.js'
 import { AmqpTransport } from '../../transport/amqp/amqp-transport.js'
 import { FallbackTransport } from '../../transport/broker/fallback-transport.js'
@@ -39,6 +41,12 @@ export type FromParent = { target: number }
 export type ToParent = { ready: true } | { done: true; checkpoints: number[] } | { error: string }
 
 const job = JSON.parse(process.argv[2] as string) as FanOutJob
+// TIDEMARK_BENCH_LOG=<file>: what replicas and transports warn about, for a run that does not finish.
+const logFile = process.env.TIDEMARK_BENCH_LOG
+const write = (m?: string): void => {
+  if (logFile) appendFileSync(logFile, `${new Date().toISOString()} ${m ?? ''}\n`)
+}
+const logger: Logger | undefined = logFile ? { debug() {}, info: (_o, m) => write(m), warn: (_o, m) => write(m), error: (_o, m) => write(m) } : undefined
 const send = (m: ToParent): void => void process.send?.(m)
 const target = new Promise<number>((resolve) => process.on('message', (m: FromParent) => resolve(m.target)))
 
@@ -53,11 +61,12 @@ async function replicas(): Promise<void> {
       sources.push(source)
       stores.push(store)
       const longPoll = new LongPollTransport(source)
+      const log = logger ? { logger } : {}
       const name = `r${i}`
       let transport: ChangeTransport = longPoll
-      if (job.mode === 'nats') transport = new FallbackTransport(new NatsTransport({ servers: job.natsUrl, prefix: job.prefix }), longPoll)
-      if (job.mode === 'amqp') transport = new FallbackTransport(new AmqpTransport({ url: job.amqpUrl, prefix: job.prefix, queue: name }), longPoll)
-      const replica = createReplica({ source, feed: job.feed, store, name, transport })
+      if (job.mode === 'nats') transport = new FallbackTransport(new NatsTransport({ servers: job.natsUrl, prefix: job.prefix, ...log }), longPoll, log)
+      if (job.mode === 'amqp') transport = new FallbackTransport(new AmqpTransport({ url: job.amqpUrl, prefix: job.prefix, queue: name, ...log }), longPoll, log)
+      const replica = createReplica({ source, feed: job.feed, store, name, transport, ...log })
       void replica.run().catch((error: unknown) => send({ error: `${name}: ${(error as Error).message}` }))
       running.push(replica)
     }
@@ -66,7 +75,18 @@ async function replicas(): Promise<void> {
     if (job.mode === 'amqp') await amqpConsumersUp(running.map((_, i) => replicaQueueName(job.feed, `r${i}`, job.prefix)))
     send({ ready: true })
     const seq = await target
-    await Promise.all(running.map((r) => r.caughtUp(seq)))
+    // A replica that does not get there says where it is, every 30 s (stderr, and the log file).
+    const watchdog = setInterval(() => {
+      for (const r of running) {
+        const st = r.status()
+        if (st.checkpoint < seq) {
+          const line = `${st.name}: ${st.phase} at ${st.checkpoint} of ${seq}, connected ${st.connected}, last error ${st.lastError}`
+          process.stderr.write(`${line}\n`)
+          write(line)
+        }
+      }
+    }, 30_000)
+    await Promise.all(running.map((r) => r.caughtUp(seq))).finally(() => clearInterval(watchdog))
     send({ done: true, checkpoints: running.map((r) => r.status().checkpoint) })
   } finally {
     await Promise.all(running.map((r) => r.stop()))

@@ -49,8 +49,15 @@ export class NatsSink implements RelaySink {
       await ensureStream(jsm, feed, prefix, this.options.stream ?? {})
       this.js = jetstream(nc)
       this.subject = feedSubject(feed, epoch, prefix)
-      const lastOfEpoch = await jsm.streams.getMessage(stream, { last_by_subj: this.subject })
-      const info = await jsm.streams.info(stream)
+      // The stream's end first, then the epoch's last message: if another relay published in
+      // between, that message is past the end read, and both are read again — so the first publish
+      // never expects an end that already includes messages this relay has not seen.
+      let info = await jsm.streams.info(stream)
+      let lastOfEpoch = await jsm.streams.getMessage(stream, { last_by_subj: this.subject })
+      while (lastOfEpoch && lastOfEpoch.seq > info.state.last_seq) {
+        info = await jsm.streams.info(stream)
+        lastOfEpoch = await jsm.streams.getMessage(stream, { last_by_subj: this.subject })
+      }
       this.expect = { lastSequence: info.state.last_seq }
       if (!lastOfEpoch) return null
       const head = readHeaders((name) => lastOfEpoch.header.get(name) || undefined)
