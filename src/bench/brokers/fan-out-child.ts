@@ -141,7 +141,10 @@ async function raw(): Promise<void> {
       const model = await amqpConnect(job.amqpUrl)
       closers.push(() => model.close())
       const ch = await model.createChannel()
-      const q = (await ch.assertQueue('', { exclusive: true })).queue
+      // Durable queues, as the replicas' own: RabbitMQ writes persistent messages in them to disk.
+      const q = `${job.exchange as string}.consumer${i}`
+      await ch.assertQueue(q, { durable: true })
+      closers.unshift(() => ch.deleteQueue(q))
       await ch.bindQueue(q, job.exchange as string, '#')
       await ch.prefetch(16)
       await ch.consume(q, (m) => {

@@ -29,7 +29,7 @@ export interface NatsConnectOptions {
   servers: string | string[]
   /** Subject and stream name prefix. Default `tidemark`. */
   prefix?: string
-  /** Give up connecting after this long (ms). Default 2 000. */
+  /** Give up connecting after this long (ms); a refused connection fails at once. Default 5 000. */
   connectTimeoutMs?: number
 }
 
@@ -66,7 +66,7 @@ export function streamConfig(feed: string, prefix: string, settings: NatsStreamS
  */
 export async function natsConnect(options: NatsConnectOptions): Promise<NatsConnection> {
   try {
-    return await connect({ servers: options.servers, reconnect: false, timeout: options.connectTimeoutMs ?? 2000, name: 'tidemark' })
+    return await connect({ servers: options.servers, reconnect: false, timeout: options.connectTimeoutMs ?? 5000, name: 'tidemark' })
   } catch (error) {
     throw new BrokerUnavailableError(`cannot connect to NATS at ${describeServers(options.servers)}: ${(error as Error).message}`, error)
   }

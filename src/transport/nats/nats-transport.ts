@@ -69,7 +69,11 @@ export class NatsTransport implements ChangeTransport {
             if (now.created !== info.created) end(new BrokerUnavailableError(`${where} was recreated (created ${now.created}, was ${info.created}); subscribing again`))
             else if (now.state.last_seq < lastStreamSeq) end(new BrokerUnavailableError(`${where} went back to sequence ${now.state.last_seq} from ${lastStreamSeq}; subscribing again`))
           })
-          .catch((error: unknown) => end(error instanceof BrokerUnavailableError ? error : new BrokerUnavailableError(`${where}: ${(error as Error).message}`, error)))
+          .catch((error: unknown) => {
+            // Only an answer ends the subscription: a check that timed out (a busy process, a slow
+            // server) says nothing about the stream, and a lost connection ends it by itself.
+            if (/not found/i.test((error as Error).message)) end(new BrokerUnavailableError(`${where}: the stream is gone; subscribing again`, error))
+          })
       }, this.options.checkMs ?? 5000)
       for await (const m of messages) {
         lastStreamSeq = m.seq
