@@ -63,4 +63,64 @@ describe('tidemark relay / replicate --nats', () => {
     assert.equal(r2.code, 0, r2.stderr)
     assert.match(r1.stderr, /tidemark relaying/)
   })
+
+  it('a relay killed mid-publish (SIGKILL) and started again leaves every change in the stream exactly once', async () => {
+    const feed = uniqueName('cli')
+    const dir = tmpDir()
+    const store = SqliteSourceStore.open(join(dir, 'owner.db'))
+    await store.ensureFeed(feed)
+    const nc = await connect({ servers: nats, timeout: 2000 })
+    const jsm = await jetstreamManager(nc)
+    after(async () => {
+      await jsm.streams.delete(streamName(feed)).catch(() => {})
+      await nc.close()
+      await store.close()
+    })
+    const start = () => spawnTidemark(['relay', join(dir, 'owner.db'), '--nats', nats, '--feed', feed, '--max-changes', '3'])
+    const streamUp = async () => {
+      for (let t = 0; !(await jsm.streams.info(streamName(feed)).then(() => true, () => false)); t++) {
+        assert.ok(t < 300, 'the relay made its stream')
+        await delay(100)
+      }
+    }
+    let relay = start()
+    await streamUp()
+    let writing = true
+    const writer = (async () => {
+      for (let i = 0; writing; i++) {
+        await store.write(feed, [{ op: 'upsert', key: `k${i % 5}`, data: { i } }, { op: 'delete', key: `k${(i + 2) % 5}` }])
+        await delay(1) // SQLite answers synchronously: let the timers run
+      }
+    })()
+    for (let kill = 0; kill < 3; kill++) {
+      await delay(400)
+      relay.kill('SIGKILL')
+      await collect(relay)
+      relay = start()
+    }
+    writing = false
+    await writer
+    const head = (await store.getFeed(feed)).head
+    // Wait for the last relay to publish everything, then read the stream back.
+    const end = Date.now() + 30_000
+    let last = 0
+    while (last < head) {
+      assert.ok(Date.now() < end, `the stream reached ${last}, not ${head}`)
+      const m = await jsm.streams.getMessage(streamName(feed), { last_by_subj: `tidemark.${feed}.${(await store.getFeed(feed)).epoch}` }).catch(() => null)
+      last = Number(m?.header.get('Tidemark-Last') ?? 0)
+      await delay(100)
+    }
+    relay.kill('SIGTERM')
+    await collect(relay)
+    const info = await jsm.streams.info(streamName(feed))
+    let expected = 0
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(streamName(feed), { seq })
+      const first = Number(m?.header.get('Tidemark-First'))
+      const lastOf = Number(m?.header.get('Tidemark-Last'))
+      if (expected > 0) assert.equal(first, expected + 1, `stream message ${seq} follows on: no change twice, none left out`)
+      expected = lastOf
+    }
+    assert.equal(expected, head)
+  })
 })
