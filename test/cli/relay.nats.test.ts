@@ -123,4 +123,37 @@ describe('tidemark relay / replicate --nats', () => {
     }
     assert.equal(expected, head)
   })
+
+  it('serve --relay-nats relays every feed from the feed server\'s process', async () => {
+    const feed = uniqueName('cli')
+    const dir = tmpDir()
+    const store = SqliteSourceStore.open(join(dir, 'owner.db'))
+    await store.ensureFeed(feed)
+    const nc = await connect({ servers: nats, timeout: 2000 })
+    const jsm = await jetstreamManager(nc)
+    after(async () => {
+      await jsm.streams.delete(streamName(feed)).catch(() => {})
+      await nc.close()
+      await store.close()
+    })
+    const serve = spawnTidemark(['serve', join(dir, 'owner.db'), '--port', '0', '--relay-nats', nats])
+    const served = collect(serve)
+    for (let t = 0; !(await jsm.streams.info(streamName(feed)).then(() => true, () => false)); t++) {
+      assert.ok(t < 300, 'the embedded relay made its stream')
+      await delay(100)
+    }
+    for (let i = 0; i < 20; i++) await store.write(feed, [{ op: 'upsert', key: `k${i}`, data: { i } }])
+    const head = (await store.getFeed(feed)).head
+    const subject = `tidemark.${feed}.${(await store.getFeed(feed)).epoch}`
+    const end = Date.now() + 30_000
+    for (;;) {
+      const m = await jsm.streams.getMessage(streamName(feed), { last_by_subj: subject }).catch(() => null)
+      if (Number(m?.header.get('Tidemark-Last') ?? 0) === head) break
+      assert.ok(Date.now() < end, 'the embedded relay published up to the head')
+      await delay(100)
+    }
+    serve.kill('SIGTERM')
+    const result = await served
+    assert.equal(result.code, 0, result.stderr)
+  })
 })

@@ -1,5 +1,5 @@
 import { BadRequestError } from '../../errors.js'
-import type { Relay } from '../../relay/relay.js'
+import type { RunningRelays } from '../../relay/relay-feeds.js'
 import type { SourceStore } from '../../store/store.js'
 import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
@@ -50,10 +50,10 @@ ${examples([
       const log = cli.logger('relay')
       let store: SourceStore | undefined
       let http: HttpFeedSource | undefined
-      const relays: Relay[] = []
+      let running: RunningRelays | undefined
       try {
-        const [{ createRelay }, { brokerSink, brokerKind }, { LocalFeedSource }] = await Promise.all([
-          import('../../relay/relay.js'),
+        const [{ relayFeeds }, { brokerKind }, { LocalFeedSource }] = await Promise.all([
+          import('../../relay/relay-feeds.js'),
           import('../../transport/broker/broker-choice.js'),
           import('../../transport/local-feed-source.js'),
         ])
@@ -75,20 +75,20 @@ ${examples([
         }
         if (feeds.length === 0) throw new BadRequestError(`${where} has no feed to relay`)
         for (const feed of feeds) await source.info(feed) // a mistyped feed is one error line, not a relay retrying for ever
-        for (const feed of feeds) {
-          const sink = await brokerSink(
-            { kind, url, prefix: options.prefix ?? 'tidemark' },
-            { stream: { ...(options.maxAge !== undefined ? { maxAgeMs: options.maxAge } : {}), ...(options.streamReplicas !== undefined ? { replicas: options.streamReplicas } : {}) } },
-          )
-          relays.push(createRelay({ source, feed, sink, logger: log, ...(options.maxChanges !== undefined ? { maxChangesPerMessage: options.maxChanges } : {}) }))
-        }
-        const running = Promise.all(relays.map((r) => r.run()))
+        running = await relayFeeds({
+          source,
+          feeds,
+          broker: { kind, url, prefix: options.prefix ?? 'tidemark' },
+          sink: { stream: { ...(options.maxAge !== undefined ? { maxAgeMs: options.maxAge } : {}), ...(options.streamReplicas !== undefined ? { replicas: options.streamReplicas } : {}) } },
+          logger: log,
+          ...(options.maxChanges !== undefined ? { maxChangesPerMessage: options.maxChanges } : {}),
+        })
         cli.note(`tidemark relaying ${feeds.map((f) => `"${f}"`).join(', ')} from ${where} to ${url.replace(/\/\/[^@/]*@/, '//')}`)
-        const signal = await Promise.race([stop.signalled, running.then(() => undefined)])
+        const signal = await Promise.race([stop.signalled, running.done.then(() => undefined)])
         if (signal !== undefined) log.info({ signal }, 'stopping')
       } finally {
         stop.dispose()
-        await Promise.all(relays.map((r) => r.stop()))
+        await running?.stop()
         try {
           await store?.close()
         } finally {
