@@ -14,6 +14,42 @@ import { collect, failsWith, spawnTidemark, tidemark } from './run-cli.js'
 
 const nats = await natsUrl()
 
+/** A source file with one feed of a unique name (its stream is named after it), and a NATS admin connection. */
+async function natsFeed() {
+  const feed = uniqueName('cli')
+  const dir = tmpDir()
+  const db = join(dir, 'owner.db')
+  const store = SqliteSourceStore.open(db)
+  await store.ensureFeed(feed)
+  const nc = await connect({ servers: nats, timeout: 2000 })
+  const jsm = await jetstreamManager(nc)
+  after(async () => {
+    await jsm.streams.delete(streamName(feed)).catch(() => {})
+    await nc.close()
+    await store.close()
+  })
+  return {
+    feed,
+    dir,
+    db,
+    store,
+    jsm,
+    /** The relay publishes from the head it finds: write once its stream is there. */
+    async streamUp(): Promise<void> {
+      for (let t = 0; !(await jsm.streams.info(streamName(feed)).then(() => true, () => false)); t++) {
+        assert.ok(t < 300, 'the relay made its stream')
+        await delay(100)
+      }
+    },
+    /** The Tidemark-Last of the epoch's last message in the stream (0 when none). */
+    async streamLast(): Promise<number> {
+      const subject = `tidemark.${feed}.${(await store.getFeed(feed)).epoch}`
+      const m = await jsm.streams.getMessage(streamName(feed), { last_by_subj: subject }).catch(() => null)
+      return Number(m?.header.get('Tidemark-Last') ?? 0)
+    },
+  }
+}
+
 describe('tidemark relay / replicate --nats', () => {
   it('refuses to run without exactly one broker', async () => {
     failsWith(await tidemark(['relay', 'x.db']), 1, /give one broker/)
@@ -21,30 +57,16 @@ describe('tidemark relay / replicate --nats', () => {
   })
 
   it('a relay process and a replicate process keep a replica in sync through JetStream', async () => {
-    const feed = uniqueName('cli') // the stream is named after the feed: unique per run
-    const dir = tmpDir()
-    const store = SqliteSourceStore.open(join(dir, 'owner.db'))
-    await store.ensureFeed(feed)
+    const { feed, dir, db, store, jsm, streamUp } = await natsFeed()
     const server = await createFeedServer({ store, maintainEveryMs: 0 })
     const { url } = await server.listen({ host: '127.0.0.1', port: 0 })
-    const nc = await connect({ servers: nats, timeout: 2000 })
-    const jsm = await jetstreamManager(nc)
-    after(async () => {
-      await jsm.streams.delete(streamName(feed)).catch(() => {})
-      await nc.close()
-      await server.close()
-      await store.close()
-    })
-    const relay = spawnTidemark(['relay', join(dir, 'owner.db'), '--nats', nats, '--feed', feed])
+    after(() => server.close())
+    const relay = spawnTidemark(['relay', db, '--nats', nats, '--feed', feed])
     const relayed = collect(relay)
     const into = join(dir, 'replica.db')
     const replicate = spawnTidemark(['replicate', url, feed, '--into', into, '--nats', nats])
     const replicated = collect(replicate)
-    // The relay publishes from the head it finds: write once its stream is there.
-    for (let t = 0; !(await jsm.streams.info(streamName(feed)).then(() => true, () => false)); t++) {
-      assert.ok(t < 300, 'the relay made its stream')
-      await delay(100)
-    }
+    await streamUp()
     for (let i = 0; i < 50; i++) await store.write(feed, [{ op: 'upsert', key: `k${i % 7}`, data: { i } }])
     const head = (await store.getFeed(feed)).head
     const end = Date.now() + 30_000
@@ -65,24 +87,8 @@ describe('tidemark relay / replicate --nats', () => {
   })
 
   it('a relay killed mid-publish (SIGKILL) and started again leaves every change in the stream exactly once', async () => {
-    const feed = uniqueName('cli')
-    const dir = tmpDir()
-    const store = SqliteSourceStore.open(join(dir, 'owner.db'))
-    await store.ensureFeed(feed)
-    const nc = await connect({ servers: nats, timeout: 2000 })
-    const jsm = await jetstreamManager(nc)
-    after(async () => {
-      await jsm.streams.delete(streamName(feed)).catch(() => {})
-      await nc.close()
-      await store.close()
-    })
-    const start = () => spawnTidemark(['relay', join(dir, 'owner.db'), '--nats', nats, '--feed', feed, '--max-changes', '3'])
-    const streamUp = async () => {
-      for (let t = 0; !(await jsm.streams.info(streamName(feed)).then(() => true, () => false)); t++) {
-        assert.ok(t < 300, 'the relay made its stream')
-        await delay(100)
-      }
-    }
+    const { feed, db, store, jsm, streamUp, streamLast } = await natsFeed()
+    const start = () => spawnTidemark(['relay', db, '--nats', nats, '--feed', feed, '--max-changes', '3'])
     let relay = start()
     await streamUp()
     let writing = true
@@ -106,8 +112,7 @@ describe('tidemark relay / replicate --nats', () => {
     let last = 0
     while (last < head) {
       assert.ok(Date.now() < end, `the stream reached ${last}, not ${head}`)
-      const m = await jsm.streams.getMessage(streamName(feed), { last_by_subj: `tidemark.${feed}.${(await store.getFeed(feed)).epoch}` }).catch(() => null)
-      last = Number(m?.header.get('Tidemark-Last') ?? 0)
+      last = await streamLast()
       await delay(100)
     }
     relay.kill('SIGTERM')
@@ -125,30 +130,15 @@ describe('tidemark relay / replicate --nats', () => {
   })
 
   it('serve --relay-nats relays every feed from the feed server\'s process', async () => {
-    const feed = uniqueName('cli')
-    const dir = tmpDir()
-    const store = SqliteSourceStore.open(join(dir, 'owner.db'))
-    await store.ensureFeed(feed)
-    const nc = await connect({ servers: nats, timeout: 2000 })
-    const jsm = await jetstreamManager(nc)
-    after(async () => {
-      await jsm.streams.delete(streamName(feed)).catch(() => {})
-      await nc.close()
-      await store.close()
-    })
-    const serve = spawnTidemark(['serve', join(dir, 'owner.db'), '--port', '0', '--relay-nats', nats])
+    const { feed, db, store, streamUp, streamLast } = await natsFeed()
+    const serve = spawnTidemark(['serve', db, '--port', '0', '--relay-nats', nats])
     const served = collect(serve)
-    for (let t = 0; !(await jsm.streams.info(streamName(feed)).then(() => true, () => false)); t++) {
-      assert.ok(t < 300, 'the embedded relay made its stream')
-      await delay(100)
-    }
+    await streamUp()
     for (let i = 0; i < 20; i++) await store.write(feed, [{ op: 'upsert', key: `k${i}`, data: { i } }])
     const head = (await store.getFeed(feed)).head
-    const subject = `tidemark.${feed}.${(await store.getFeed(feed)).epoch}`
     const end = Date.now() + 30_000
     for (;;) {
-      const m = await jsm.streams.getMessage(streamName(feed), { last_by_subj: subject }).catch(() => null)
-      if (Number(m?.header.get('Tidemark-Last') ?? 0) === head) break
+      if ((await streamLast()) === head) break
       assert.ok(Date.now() < end, 'the embedded relay published up to the head')
       await delay(100)
     }
