@@ -8,6 +8,8 @@ import { Backoff } from '../../src/transport/backoff.js'
 import type { ChangesPage, ChangesRequest, FeedSource, RowsPage, SnapshotPage, SnapshotRequest } from '../../src/transport/feed-source.js'
 import type { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import type { ChangeTransport } from '../../src/transport/transport.js'
+import { encodeBatch, splitIntoBatches, type EncodedBatch } from '../../src/transport/broker/broker-message.js'
+import { prng } from '../../src/util/prng.js'
 import { projectionHook, replicaState, sourceFixture } from './replica-fixture.js'
 
 /** A FeedSource that counts what the replica asks of the log: pulls (no wait) and long-polls. */
@@ -118,4 +120,29 @@ export async function until(condition: () => boolean | Promise<boolean>, what: s
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
     await delay(10)
   }
+}
+
+/**
+ * The feed's changes after `after` as the relay would encode them (3 changes a message at most),
+ * in a scrambled order: pairs swapped, some messages twice, one left out — what a misbehaving
+ * publisher could make a real broker deliver. The seed is printed when a test using it fails.
+ */
+export async function scrambledMessages(fx: Fixture, after: number, seed: number): Promise<EncodedBatch[]> {
+  const page = await fx.local.changes(fx.feed, { after, limit: 100_000 })
+  const batches = splitIntoBatches(fx.feed, page.epoch, page.changes, 3, 1 << 20).map(encodeBatch)
+  const random = prng(seed)
+  const out: EncodedBatch[] = []
+  for (let i = 0; i < batches.length; i++) {
+    const b = batches[i] as EncodedBatch
+    const r = random()
+    if (r < 0.05 && i < batches.length - 1) continue // lost (not the last: the head check has its own test)
+    if (r < 0.25 && i + 1 < batches.length) {
+      out.push(batches[i + 1] as EncodedBatch, b) // swapped
+      i++
+      continue
+    }
+    out.push(b)
+    if (r > 0.85) out.push(b) // twice
+  }
+  return out
 }

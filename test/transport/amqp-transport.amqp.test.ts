@@ -8,7 +8,7 @@ import { LongPollTransport } from '../../src/transport/http/long-poll-transport.
 import { AmqpSink } from '../../src/transport/amqp/amqp-sink.js'
 import { exchangeName, relayQueueName, replicaQueueName } from '../../src/transport/amqp/amqp-settings.js'
 import { AmqpTransport } from '../../src/transport/amqp/amqp-transport.js'
-import { brokerReplica, debugLogger, teardown, until } from '../helpers/broker-replica.js'
+import { brokerReplica, debugLogger, scrambledMessages, teardown, until } from '../helpers/broker-replica.js'
 import { amqpUrl, uniqueName } from '../helpers/brokers.js'
 import { sourceFixture } from '../helpers/replica-fixture.js'
 import { tcpProxy } from '../helpers/tcp-proxy.js'
@@ -176,5 +176,24 @@ describe('RabbitMQ transport', () => {
     await s.fx.write(30, 2)
     await r.exact()
     assert.ok(r.source.polls - polls <= 2, 'the relay publishes again and the replica receives it')
+  })
+
+  it('stays exact when its queue delivers messages out of order, twice or not at all', async () => {
+    const seed = Number(process.env.TIDEMARK_SEED ?? Date.now() % 100_000)
+    const s = await setup()
+    const r = s.replica()
+    await s.fx.write(5, 2)
+    await r.exact()
+    await s.onBroker(r)
+    await s.relay.stop() // from here on this test is the (misbehaving) publisher
+    const from = (await s.fx.source.getFeed('customers')).head
+    await s.fx.write(60, 3)
+    const epoch = await s.epoch()
+    try {
+      for (const m of await scrambledMessages(s.fx, from, seed)) s.ch.publish(s.exchange, epoch, m.body, { headers: m.headers, messageId: m.id })
+      await r.exact()
+    } catch (error) {
+      throw new Error(`${(error as Error).message} (TIDEMARK_SEED=${seed})`, { cause: error })
+    }
   })
 })

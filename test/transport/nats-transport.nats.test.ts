@@ -10,7 +10,7 @@ import { LongPollTransport } from '../../src/transport/http/long-poll-transport.
 import { NatsSink } from '../../src/transport/nats/nats-sink.js'
 import { feedSubject, streamName, type NatsStreamSettings } from '../../src/transport/nats/nats-settings.js'
 import { NatsTransport } from '../../src/transport/nats/nats-transport.js'
-import { brokerReplica, teardown, until } from '../helpers/broker-replica.js'
+import { brokerReplica, scrambledMessages, teardown, until } from '../helpers/broker-replica.js'
 import { natsUrl, startNatsServer, uniqueName } from '../helpers/brokers.js'
 import { sourceFixture } from '../helpers/replica-fixture.js'
 
@@ -164,5 +164,27 @@ describe('NATS JetStream transport', () => {
     void r.replica.run().catch(() => {})
     await r.exact()
     assert.ok(r.source.pulls > pulls, 'what the stream dropped came from the log')
+  })
+
+  it('stays exact when the stream delivers messages out of order, twice or not at all', async () => {
+    const seed = Number(process.env.TIDEMARK_SEED ?? Date.now() % 100_000)
+    const s = await setup()
+    const r = s.replica()
+    await s.fx.write(5, 2)
+    await r.exact()
+    await s.relay.stop() // from here on this test is the (misbehaving) publisher
+    const from = (await s.fx.source.getFeed('customers')).head
+    await s.fx.write(60, 3)
+    const subject = await s.subject()
+    try {
+      for (const m of await scrambledMessages(s.fx, from, seed)) {
+        const h = headers()
+        for (const [k, v] of Object.entries(m.headers)) h.set(k, v)
+        await s.js.publish(subject, m.body, { headers: h })
+      }
+      await r.exact()
+    } catch (error) {
+      throw new Error(`${(error as Error).message} (TIDEMARK_SEED=${seed})`, { cause: error })
+    }
   })
 })
