@@ -43,6 +43,8 @@ export { Backoff } from './transport/backoff.js'
 // Brokers: the relay and the transports; a broker client is loaded only when brokerSink / brokerTransport asks for it.
 export { createRelay, Relay } from './relay/relay.js'
 export type { RelayOptions, RelaySink, RelayStatus } from './relay/relay.js'
+export { relayFeeds } from './relay/relay-feeds.js'
+export type { RelayFeedsOptions, RunningRelays } from './relay/relay-feeds.js'
 export { brokerKind, brokerSink, brokerTransport } from './transport/broker/broker-choice.js'
 export type { BrokerChoice, BrokerKind, SinkSettings } from './transport/broker/broker-choice.js'
 export { FallbackTransport } from './transport/broker/fallback-transport.js'
