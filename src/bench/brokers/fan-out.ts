@@ -9,7 +9,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { connect as natsConnect } from '@nats-io/transport-node'
 import { connect as amqpConnect } from 'amqplib'
 import type { Change, Json } from '../../protocol/types.js'
-import { createRelay } from '../../relay/relay.js'
+import { createRelay, MESSAGE_DEFAULTS } from '../../relay/relay.js'
 import type { SourceStore } from '../../store/store.js'
 import { relayQueueName, replicaQueueName, exchangeName } from '../../transport/amqp/amqp-settings.js'
 import { AmqpSink } from '../../transport/amqp/amqp-sink.js'
@@ -170,7 +170,7 @@ function rawMessages(feed: string, changes: number, txSize: number): Buffer[] {
     const tx = Math.min(changes, Math.ceil(seq / txSize) * txSize)
     all.push({ seq, key: `c${(seq - 1) % 10_000}`, op: 'upsert', data: data(seq - 1), tx, ts: Date.now() })
   }
-  return splitIntoBatches(feed, 'raw', all, 500, 256 * 1024).map((b) => encodeBatch(b).body)
+  return splitIntoBatches(feed, 'raw', all, MESSAGE_DEFAULTS.maxChanges, MESSAGE_DEFAULTS.maxBytes).map((b) => encodeBatch(b).body)
 }
 
 async function dropBrokerState(run: FanOutRun, feed: string, prefix: string): Promise<void> {

@@ -31,7 +31,7 @@ export const registerRelay: Registrar = (program, cli) => {
     .option('--prefix <prefix>', 'stream, subject, exchange and queue name prefix', 'tidemark')
     .option('--max-age <duration>', 'NATS: drop stream messages older than this (default 7d)', parseDurationOption)
     .option('--stream-replicas <n>', 'NATS: copies of each stream in a cluster (default 1)', parsePositive)
-    .option('--max-changes <n>', 'changes per message at most (whole transactions; default 500)', parsePositive)
+    .option('--max-changes <n>', 'changes per message at most (whole transactions; default 2000)', parsePositive)
     .addHelpText(
       'after',
       `
