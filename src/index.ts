@@ -8,6 +8,7 @@ export {
   TooLargeError,
   NotAStoreError,
   StoreUnavailableError,
+  BrokerUnavailableError,
   ProtocolError,
   ConflictError,
   HistoryRewoundError,
@@ -52,6 +53,22 @@ export { LocalFeedSource } from './transport/local-feed-source.js'
 export { LongPollTransport } from './transport/http/long-poll-transport.js'
 export type { LongPollOptions } from './transport/http/long-poll-transport.js'
 export { Backoff } from './transport/backoff.js'
+// Brokers: the relay and the transports; a broker client is loaded only when brokerSink / brokerTransport asks for it.
+export { createRelay, Relay } from './relay/relay.js'
+export type { RelayOptions, RelaySink, RelayStatus } from './relay/relay.js'
+export { relayFeeds } from './relay/relay-feeds.js'
+export type { RelayFeedsOptions, RunningRelays } from './relay/relay-feeds.js'
+export { brokerKind, brokerSink, brokerTransport } from './transport/broker/broker-choice.js'
+export type { BrokerChoice, BrokerKind, SinkSettings } from './transport/broker/broker-choice.js'
+export { FallbackTransport } from './transport/broker/fallback-transport.js'
+export type { FallbackOptions } from './transport/broker/fallback-transport.js'
+export { BROKER_FORMAT, BROKER_HEADERS } from './transport/broker/broker-message.js'
+export type { NatsStreamSettings, NatsConnectOptions } from './transport/nats/nats-settings.js'
+export type { NatsTransportOptions } from './transport/nats/nats-transport.js'
+export type { NatsSinkOptions } from './transport/nats/nats-sink.js'
+export type { AmqpQueueSettings, AmqpConnectOptions } from './transport/amqp/amqp-settings.js'
+export type { AmqpTransportOptions } from './transport/amqp/amqp-transport.js'
+export type { AmqpSinkOptions } from './transport/amqp/amqp-sink.js'
 export type { BackoffOptions } from './transport/backoff.js'
 
 export { prepareExport } from './export/exporter.js'

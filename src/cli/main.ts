@@ -11,6 +11,7 @@ import { registerFeeds } from './commands/feeds.js'
 import { registerImport } from './commands/import.js'
 import { registerInspect } from './commands/inspect.js'
 import { registerRepair, registerVerify } from './commands/reconcile.js'
+import { registerRelay } from './commands/relay.js'
 import { registerReplicate } from './commands/replicate.js'
 import { registerResetEpoch } from './commands/reset-epoch.js'
 import { registerRetention } from './commands/retention.js'
@@ -35,6 +36,7 @@ const COMMANDS: readonly Registrar[] = [
   registerResetEpoch,
   registerRetention,
   registerReplicate,
+  registerRelay,
   registerStatus,
   registerVerify,
   registerRepair,

@@ -1,6 +1,7 @@
 import type { Suite } from '../suite.js'
 import { exportSuite } from './export.js'
 import { reconcileSuite } from './reconcile.js'
+import { brokers } from './brokers.js'
 import { replica } from './replica.js'
 import { source } from './source.js'
 
@@ -10,4 +11,5 @@ export const SUITES: readonly Suite[] = [
   replica,
   reconcileSuite,
   exportSuite,
+  brokers,
 ]
