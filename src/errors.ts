@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'too-large',
   'not-a-store',
   'store-unavailable',
+  'broker-unavailable',
   'conflict',
   'protocol',
   'apply-failed',
@@ -32,6 +33,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   'too-large': 413,
   'not-a-store': 500,
   'store-unavailable': 503,
+  'broker-unavailable': 503,
   conflict: 409,
   protocol: 502,
   'apply-failed': 500,
@@ -50,6 +52,7 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   'epoch-changed': 2,
   'not-a-store': 3,
   'store-unavailable': 3,
+  'broker-unavailable': 3,
   protocol: 3,
   'apply-failed': 4,
   internal: 70,
@@ -157,6 +160,14 @@ export class HistoryRewoundError extends TidemarkError {
       { details: { feed, head, checkpoint } },
     )
     this.name = 'HistoryRewoundError'
+  }
+}
+
+/** A message broker (NATS, RabbitMQ) cannot be reached or refused an operation; the log still can be read. */
+export class BrokerUnavailableError extends TidemarkError {
+  constructor(message: string, cause?: unknown) {
+    super('broker-unavailable', message, { cause })
+    this.name = 'BrokerUnavailableError'
   }
 }
 

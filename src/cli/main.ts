@@ -6,8 +6,12 @@
 import type { Registrar } from './cli.js'
 import { registerDemo } from './commands/demo.js'
 import { registerDump } from './commands/dump.js'
+import { registerExport } from './commands/export.js'
 import { registerFeeds } from './commands/feeds.js'
+import { registerImport } from './commands/import.js'
+import { registerInspect } from './commands/inspect.js'
 import { registerRepair, registerVerify } from './commands/reconcile.js'
+import { registerRelay } from './commands/relay.js'
 import { registerReplicate } from './commands/replicate.js'
 import { registerResetEpoch } from './commands/reset-epoch.js'
 import { registerRetention } from './commands/retention.js'
@@ -23,12 +27,16 @@ const COMMANDS: readonly Registrar[] = [
   registerServe,
   registerWrite,
   registerDump,
+  registerExport,
+  registerImport,
+  registerInspect,
   registerFeeds,
   registerTrack,
   registerUntrack,
   registerResetEpoch,
   registerRetention,
   registerReplicate,
+  registerRelay,
   registerStatus,
   registerVerify,
   registerRepair,

@@ -296,7 +296,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     timings.push(['both at the head after the last write', catchUp])
     await say.say(`Both replicas reached seq ${n(finalHead)} within ${secs(catchUp)} of the last write.`)
     const exitB = await b.kill('SIGTERM')
-    await replicaA.stop()
 
     t = performance.now()
     const cmpA = await compareWithOwner(sourceStore, FEED, storeA, FEED)
@@ -314,6 +313,48 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await say.say(
       exitB.code === 0 ? say.dim(`  (stopped with SIGTERM at a transaction boundary: exit 0)`) : `  stopped with SIGTERM: exit ${exitB.signal ?? exitB.code}`,
     )
+
+    // ── 6. drift nobody announced ───────────────────────────────────────────────────────────────
+    await say.heading('Drift nobody announced')
+    t = performance.now()
+    const plain = await replicaA.reconcile({ mode: 'verify' })
+    await say.say(
+      `Replica A compared its digest with the owner's: ${plain.outcome}, in ${plain.cost.roundTrips} round trip${plain.cost.roundTrips === 1 ? '' : 's'}` +
+        ` and ${n(plain.cost.bytesSent + plain.cost.bytesReceived)} bytes (${secs(performance.now() - t)}).`,
+    )
+    const victim = storeA.db
+      .prepare('SELECT key FROM tidemark_replica_current WHERE name = ? ORDER BY key LIMIT 1 OFFSET 3')
+      .pluck()
+      .get(FEED) as string
+    // What an operator's stray UPDATE does: the copy and the projection change, the log knows nothing.
+    storeA.db
+      .prepare(
+        `UPDATE tidemark_replica_rows SET data = json_set(data, '$.name', 'Mallory')
+         WHERE name = ? AND key = ? AND gen = (SELECT gen FROM tidemark_replica_replicas WHERE name = ?)`,
+      )
+      .run(FEED, victim, FEED)
+    storeA.db.prepare(`UPDATE customer_names SET name = 'Mallory' WHERE id = ?`).run(victim)
+    await say.fault(`edited customer ${victim} by hand in replica-a.db (its row and its customer_names`)
+    await say.say(`entry): no change announced, nothing in the log, the digest unaware.`)
+    t = performance.now()
+    const deep = await replicaA.reconcile({ mode: 'repair', deep: true })
+    const found = deep.drift.some((d) => d.key === victim) && deep.repaired >= 1
+    await say.say(`$ tidemark repair replica-a.db --deep   ${say.dim('(here: replica.reconcile(), in the replicator)')}`)
+    const wrong = deep.digestRepair?.buckets ?? 0
+    await say.say(`recomputed A's digest from its rows (${wrong} bucket${wrong === 1 ? '' : 's'} wrong), then compared it with the`)
+    await say.say(`owner's in ${deep.cost.roundTrips} round trips and ${n(deep.cost.bytesSent + deep.cost.bytesReceived)} bytes (${secs(performance.now() - t)}):`)
+    const after = await compareWithOwner(sourceStore, FEED, storeA, FEED)
+    const namesAfter = compareProjection(owner.names(), storeA.db)
+    const repairedOk = found && after.rowsEqual && after.digestEqual && namesAfter.differing === 0
+    checks.push({ replica: 'A', check: 'drift repaired', equal: repairedOk })
+    if (repairedOk) {
+      await say.good(`drifted: customer ${victim}; rewritten from the owner through the projection hook —`)
+      await say.say(`replica A and customer_names equal the owner again.`)
+    } else {
+      await say.bad(`the repair did not bring replica A back to the owner (${deep.outcome}: ${deep.drifted} drifted, ${deep.repaired} repaired).`)
+    }
+    timings.push(['drift found and repaired', performance.now() - t])
+    await replicaA.stop()
 
     // ── timings and what next ───────────────────────────────────────────────────────────────────
     timings.push(['the whole demo', performance.now() - started])

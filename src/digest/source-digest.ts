@@ -7,45 +7,29 @@ import { LIMITS } from '../protocol/limits.js'
 import type { BucketList, Seq } from '../protocol/types.js'
 import type { SourceStore } from '../store/store.js'
 import type { DigestPage } from '../transport/feed-source.js'
-import { DigestTree } from './digest-tree.js'
-
-interface CachedTree {
-  epoch: string
-  seq: Seq
-  tree: DigestTree
-}
 
 /**
- * Digest pages of a store's feeds. The tree of a feed is kept while the feed stays at the position
- * it was built at (same epoch, head unchanged): a reconcile's requests, one per level, build it once.
+ * Digest pages of a store's feeds, from the store's digest tree (which the SQLite store keeps up to
+ * date in memory as its indexer folds the log, so a verify costs no read of 65,536 leaves).
  */
 export class SourceDigests {
-  private readonly trees = new Map<string, CachedTree>()
-
   constructor(private readonly store: SourceStore) {}
 
   /** The nodes (already checked: checkDigestRequest) with their children; EpochChangedError unless at `epoch`. */
   async page(feed: string, level: number, nodes: number[], epoch?: string): Promise<DigestPage> {
-    let info = await this.store.getFeed(feed)
+    const info = await this.store.getFeed(feed)
     if (epoch !== undefined && epoch !== info.epoch) throw new EpochChangedError(feed, epoch, info.epoch)
-    let cached = this.trees.get(feed)
-    if (cached === undefined || cached.epoch !== info.epoch || cached.seq !== info.head) {
-      const { seq, leaves } = await this.store.digestLeaves(feed)
-      cached = { epoch: info.epoch, seq, tree: new DigestTree(leaves) }
-      this.trees.set(feed, cached)
-      // The digest was caught up to whatever was committed meanwhile: answer a head at or above it.
-      info = await this.store.getFeed(feed)
-      if (info.epoch !== cached.epoch) throw new EpochChangedError(feed, cached.epoch, info.epoch)
-    }
-    const tree = cached.tree
+    const { seq, tree } = await this.store.digestTree(feed)
+    // Read at once: the tree may be the store's live copy, which its next fold changes.
+    const answer = nodes.map((index) => ({ index, node: tree.node(level, index), children: tree.children(level, index) }))
     return {
       epoch: info.epoch,
-      seq: cached.seq,
-      head: Math.max(info.head, cached.seq),
+      seq,
+      // The digest was caught up to whatever was committed meanwhile: answer a head at or above it.
+      head: Math.max(info.head, seq),
       minSeq: info.minSeq,
       level,
-      // Copies: the cached tree is shared by later requests, whatever a caller does with its page.
-      nodes: nodes.map((index) => ({ index, node: { ...tree.node(level, index) }, children: tree.children(level, index).map((c) => ({ ...c })) })),
+      nodes: answer,
     }
   }
 }

@@ -40,6 +40,9 @@ export interface ReconcileOptions<Tx> {
   now?: () => number
 }
 
+/** A node above the leaves holding at most this many keys on both sides has its buckets listed without descending. */
+const SPARSE_NODE = 32
+
 /** Buckets read from the replica per store call, while the source's lists stream in. */
 const REPLICA_BUCKETS = 256
 
@@ -119,7 +122,8 @@ class Run<Tx> {
     this.epoch = state.epoch as string
     this.record.checkpoint = C
     this.record.epoch = this.epoch
-    const mine = new DigestTree((await store.digestLeaves(name)).leaves)
+    // A copy: the store's live tree would move under a later repair in this run.
+    const mine = (await store.digestTree(name)).tree.clone()
 
     // Round trip 1: the root and its children. Equal roots: intact, whatever the size.
     const top = await this.digest(0, [0])
@@ -128,16 +132,33 @@ class Run<Tx> {
     if (root === undefined) throw new ProtocolError(`${source.description} answered no root for feed "${feed}"`)
     if (sameNode(root.node, mine.root)) return
 
-    // Narrow down, one level per round trip, to the leaf buckets that differ.
+    // Narrow down, one level per round trip, to the leaf buckets that differ. A differing node just
+    // above the leaves that holds few keys on both sides has its 16 buckets listed at once: about
+    // the bytes of its 16 leaf sums, one round trip fewer (small feeds need fewer levels).
+    const buckets: number[] = []
     let differing = this.differingChildren(0, [{ index: 0, children: root.children }], mine)
     for (let level = 1; level < TREE_DEPTH && differing.length > 0; level++) {
       signal?.throwIfAborted()
-      const page = await this.digest(level, differing)
+      if (level === TREE_DEPTH - 1) {
+        const dense: typeof differing = []
+        for (const d of differing) {
+          if (d.theirs.count <= SPARSE_NODE && mine.node(level, d.index).count <= SPARSE_NODE) {
+            for (let c = 0; c < FANOUT; c++) buckets.push(d.index * FANOUT + c)
+          } else dense.push(d)
+        }
+        differing = dense
+        if (differing.length === 0) break
+      }
+      const page = await this.digest(
+        level,
+        differing.map((d) => d.index),
+      )
       differing = this.differingChildren(level, page.nodes, mine)
     }
-    if (differing.length === 0) return
+    for (const d of differing) buckets.push(d.index)
+    if (buckets.length === 0) return
 
-    const drifted = await this.compareBuckets(differing, mine, C)
+    const drifted = await this.compareBuckets(buckets, mine, C)
     this.record.drifted = drifted.length
     this.record.drift = drifted.slice(0, DRIFT_LISTED).map((d) => d.report)
     if (drifted.length === 0) return
@@ -168,14 +189,15 @@ class Run<Tx> {
     return page
   }
 
-  /** Indexes (at level + 1) of the children that differ between the source's answer and the replica's tree. */
-  private differingChildren(level: number, nodes: Array<{ index: number; children: DigestNode[] }>, mine: DigestTree): number[] {
-    const out: number[] = []
+  /** The children (at level + 1) that differ between the source's answer and the replica's tree, with the source's node. */
+  private differingChildren(level: number, nodes: Array<{ index: number; children: DigestNode[] }>, mine: DigestTree): Array<{ index: number; theirs: DigestNode }> {
+    const out: Array<{ index: number; theirs: DigestNode }> = []
     for (const { index, children } of nodes) {
       for (let c = 0; c < FANOUT; c++) {
         const child = index * FANOUT + c
+        const theirs = children[c] as DigestNode
         this.record.cost.nodes++
-        if (!sameNode(children[c] as DigestNode, mine.node(level + 1, child))) out.push(child)
+        if (!sameNode(theirs, mine.node(level + 1, child))) out.push({ index: child, theirs })
       }
     }
     return out

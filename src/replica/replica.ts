@@ -469,6 +469,9 @@ export class Replica<Tx = unknown> {
           if (info.epoch !== epoch) return inner.abort(new EpochChangedError(this.feed, epoch, info.epoch))
           this.sourceHead = Math.max(this.sourceHead, info.head)
           await this.store.noteSourceHead(this.name, info.head)
+          // At the head, waiting is not stalling: count from here, so that the next change is not
+          // pulled from the log just because the replica sat idle longer than the check's period.
+          if (info.head <= this.checkpoint) lastProgress = { seq: this.checkpoint, at: this.now() }
           const stalledFor = this.now() - lastProgress.at
           if (slaMs !== undefined && info.head > this.checkpoint && this.checkpoint === lastProgress.seq && stalledFor >= slaMs && slaRunAt !== lastProgress.seq) {
             slaRunAt = lastProgress.seq

@@ -13,6 +13,7 @@ import { BODY_LIMIT, DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_HEADER, PROTOCOL_VERSI
 import { MaintenanceLoop } from './maintenance.js'
 import { ServerMetrics } from './metrics.js'
 import { changesRoute } from './routes/changes.js'
+import { exportRoute } from './routes/export.js'
 import type { RouteContext } from './routes/context.js'
 import { digestRoutes } from './routes/digest.js'
 import { feedsRoutes } from './routes/feeds.js'
@@ -89,6 +90,7 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
   rowsRoute(app, ctx)
   digestRoutes(app, ctx)
   keysRoute(app, ctx)
+  exportRoute(app, ctx)
   opsRoutes(app, ctx)
   await app.ready()
 

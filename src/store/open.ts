@@ -1,4 +1,7 @@
 import { isPostgresUrl } from './postgres/url.js'
+import { BadRequestError } from '../errors.js'
+import type { ScratchReplicaStore } from './replica-store.js'
+import { openSqliteScratch } from './sqlite/scratch-replica-store.js'
 import { SqliteSourceStore } from './sqlite/sqlite-source-store.js'
 import type { ReplicaStore } from './replica-store.js'
 import type { Logger, SourceStore } from './store.js'
@@ -39,4 +42,12 @@ export async function openReplicaStore(location: string, options: OpenStoreOptio
     create: options.create ?? true,
     ...(options.logger ? { logger: options.logger } : {}),
   })
+}
+
+/**
+ * A scratch replica store in a new file under `dir` (SQLite: embedded, no server to reach), for
+ * work that needs a replica's merge but not a replica, such as building an export at one position.
+ */
+export function openScratchReplicaStore(dir: string, logger?: Logger): ScratchReplicaStore {
+  return openSqliteScratch(dir, logger)
 }

@@ -8,6 +8,7 @@
  */
 import type { ReconcileMode, ReconcileRun, RunRequest } from '../reconcile/run.js'
 import type { BucketList, Change, Seq, StateRow } from '../protocol/types.js'
+import type { DigestTree } from '../digest/digest-tree.js'
 import type { DigestLeaf } from './store.js'
 
 /**
@@ -115,6 +116,12 @@ export interface ReplicaStore<Tx = unknown> {
    * tables move from one consistent state to the next at once.
    */
   finishBootstrap(name: string, hook?: ApplyHook<Tx>): Promise<ReplicaState>
+  /**
+   * Abandons the bootstrap in progress (an import that failed, or was cancelled): the current copy
+   * and checkpoint stay exactly as they are, and the unfinished generation's rows go with the next
+   * collectGarbage. Does nothing when no bootstrap is in progress.
+   */
+  cancelBootstrap(name: string): Promise<void>
   /** Drops generations that are no longer current (in short transactions). */
   collectGarbage(name: string): Promise<number>
 
@@ -155,6 +162,20 @@ export interface ReplicaStore<Tx = unknown> {
   get(name: string, key: string): Promise<StateRow | undefined>
   rows(name: string, after: string | null, limit: number): Promise<StateRow[]>
   digestLeaves(name: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }>
+  /**
+   * The current copy's digest as a tree, exact at the checkpoint `seq`. It may be the store's own
+   * copy, kept up to date in memory while this store holds the claim: read it before the next
+   * `await`, and do not change it.
+   */
+  digestTree(name: string): Promise<{ seq: Seq; tree: DigestTree }>
 
   close(): Promise<void>
+}
+
+/** A throwaway replica store (the export's staging copy): `dispose()` closes and deletes it. */
+export interface ScratchReplicaStore {
+  readonly store: ReplicaStore
+  /** Where it is, for messages. */
+  readonly location: string
+  dispose(): Promise<void>
 }

@@ -3,6 +3,7 @@
  * live in one folder each (`sqlite/`, later `postgres/`); nothing outside them knows which one
  * runs. Every method is async so that a networked backend fits the same contract.
  */
+import type { DigestTree } from '../digest/digest-tree.js'
 import type {
   BucketList,
   Change,
@@ -96,6 +97,12 @@ export interface SourceStore {
   /** The current versions of the given keys, tombstones included; unknown keys are left out. */
   rows(feed: string, keys: string[]): Promise<{ head: Seq; rows: StateRow[] }>
 
+  /**
+   * The digest as a tree (digest/digest-tree.ts), exact as of the returned seq (brought up to date
+   * first). It may be the store's own copy, kept up to date in memory: read what you need from it
+   * before the next `await`, and do not change it.
+   */
+  digestTree(feed: string): Promise<{ seq: Seq; tree: DigestTree }>
   /** The digest's leaves with a non-zero count, exact as of the returned seq (brought up to date first). */
   digestLeaves(feed: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }>
 

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test'
 import { tmpDir } from '../helpers/tmp.js'
 import { failsWith, ok, tidemark, tidemarkAll } from './run-cli.js'
 
-const COMMANDS = ['serve', 'write', 'dump', 'feeds', 'track', 'untrack', 'reset-epoch', 'retention']
+const COMMANDS = ['serve', 'write', 'dump', 'feeds', 'track', 'untrack', 'reset-epoch', 'retention', 'replicate', 'status', 'verify', 'repair', 'export', 'import', 'inspect']
 
 describe('tidemark help, usage and store errors', () => {
   it('has --help with examples for the program and every command, and --version', async () => {

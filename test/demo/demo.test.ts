@@ -16,7 +16,7 @@ describe('tidemark demo', () => {
     assert.equal(result.stderr, '', result.stderr)
     assert.doesNotMatch(text, /\u001b\[/)
     assert.doesNotMatch(text, /^\s*\{/m)
-    for (const heading of ['1. The owner', '2. Replica A, there from the start', '3. Replica B, joining late, in its own process', '4. All three running', '5. Are the replicas equal to the owner?', 'Timings', 'What next']) {
+    for (const heading of ['1. The owner', '2. Replica A, there from the start', '3. Replica B, joining late, in its own process', '4. All three running', '5. Are the replicas equal to the owner?', '6. Drift nobody announced', 'Timings', 'What next']) {
       assert.ok(lines.includes(heading), `no heading "${heading}" in:\n${text}`)
     }
 
@@ -39,6 +39,9 @@ describe('tidemark demo', () => {
     assert.equal(positions.length, 2)
     for (const m of positions) assert.equal(m[2], m[3])
     assert.match(text, /\(stopped with SIGTERM at a transaction boundary: exit 0\)/)
+    assert.match(text, /Replica A compared its digest with the owner's: intact, in 1 round trip and [\d,]+ bytes/)
+    assert.match(text, /⚡ edited customer \S+ by hand in replica-a\.db/)
+    assert.match(text, /✔ drifted: customer \S+; rewritten from the owner through the projection hook/)
     assert.match(text, /the whole demo\s+[\d.]+ (s|ms)/)
 
     // --keep: the files stay, and the "what next" commands work on them.

@@ -1,5 +1,8 @@
 import type { Suite } from '../suite.js'
 import { postgres } from './postgres.js'
+import { exportSuite } from './export.js'
+import { reconcileSuite } from './reconcile.js'
+import { brokers } from './brokers.js'
 import { replica } from './replica.js'
 import { source } from './source.js'
 
@@ -7,5 +10,8 @@ import { source } from './source.js'
 export const SUITES: readonly Suite[] = [
   source,
   replica,
+  reconcileSuite,
+  exportSuite,
+  brokers,
   postgres,
 ]

@@ -1,4 +1,6 @@
-import { isTidemarkError, type ErrorCode } from '../../errors.js'
+import { BadRequestError, isTidemarkError, type ErrorCode } from '../../errors.js'
+import type { Logger } from '../../store/store.js'
+import type { ChangeTransport } from '../../transport/transport.js'
 import type { ReplicaStore } from '../../store/replica-store.js'
 import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
@@ -17,6 +19,8 @@ interface ReplicateOptions {
   sla?: number
   reconcileOnStart?: boolean
   verifyOnly?: boolean
+  nats?: string
+  amqp?: string
 }
 
 /** `tidemark replicate <url> <feed> --into <db>`: one replica kept in sync until SIGINT or SIGTERM. */
@@ -36,6 +40,8 @@ export const registerReplicate: Registrar = (program, cli) => {
     .option('--sla <duration>', "reconcile when the checkpoint has not moved for this long while the source's head has, e.g. 30s", parseDurationOption)
     .option('--reconcile-on-start', 'reconcile once at start-up')
     .option('--verify-only', 'scheduled, start-up and SLA runs report drift without repairing it')
+    .option('--nats <url>', 'receive changes from NATS JetStream (a `tidemark relay` publishes them); long-polls the feed server while NATS is away')
+    .option('--amqp <url>', "receive changes from RabbitMQ through this replica's own queue; long-polls the feed server while RabbitMQ is away")
     .addHelpText(
       'after',
       `
@@ -71,6 +77,7 @@ ${examples([
         await checkSource(source, feed, aborted.signal)
         if (aborted.signal.aborted) return
         store = await openReplicaStore(options.into, { create: true, logger: cli.logger('store') })
+        const transport = await brokerTransportFor(options, source, options.name ?? feed, cli.logger('transport'))
         const replica = createReplica({
           source,
           feed,
@@ -92,6 +99,7 @@ ${examples([
             ...(options.reconcileOnStart ? { onStart: true } : {}),
             mode: options.verifyOnly ? 'verify' : 'repair',
           },
+          ...(transport ? { transport } : {}),
         })
         const running = replica.run()
         // Ends when a signal comes (then stop at a transaction boundary), or when the replica fails
@@ -128,4 +136,13 @@ async function checkSource(source: FeedSource, feed: string, signal: AbortSignal
   } catch (error) {
     if (isTidemarkError(error) && FATAL_AT_START.has(error.code)) throw error
   }
+}
+
+/** `--nats` / `--amqp`: the broker transport with long-poll behind it; none: long-poll alone. */
+async function brokerTransportFor(options: ReplicateOptions, source: FeedSource, replica: string, logger: Logger): Promise<ChangeTransport | undefined> {
+  if (options.nats !== undefined && options.amqp !== undefined) throw new BadRequestError('give one broker: --nats or --amqp, not both')
+  const url = options.nats ?? options.amqp
+  if (url === undefined) return undefined
+  const { brokerKind, brokerTransport } = await import('../../transport/broker/broker-choice.js')
+  return brokerTransport({ kind: brokerKind(url), url }, source, { replica, logger })
 }

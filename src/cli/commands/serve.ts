@@ -1,6 +1,7 @@
 import { BadRequestError } from '../../errors.js'
 import type { FeedServer } from '../../server/feed-server.js'
-import type { SourceStore } from '../../store/store.js'
+import type { Logger, SourceStore } from '../../store/store.js'
+import type { RunningRelays } from '../../relay/relay-feeds.js'
 import type { Registrar } from '../cli.js'
 import { collect, examples, parseDurationOption, parsePort } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
@@ -11,6 +12,8 @@ interface ServeOptions {
   port: number
   token?: string[]
   maintainEvery?: number
+  relayNats?: string
+  relayAmqp?: string
 }
 
 /** `tidemark serve <db>`: the HTTP feed server over a source store, until SIGINT or SIGTERM. */
@@ -27,6 +30,8 @@ export const registerServe: Registrar = (program, cli) => {
       "how often to update digests, apply retention and check for a restore (default: the server's; 0: never)",
       (value: string) => (value.trim() === '0' ? 0 : parseDurationOption(value)),
     )
+    .option('--relay-nats <url>', "also relay every feed to NATS JetStream, as `tidemark relay` does (docs/brokers.md)")
+    .option('--relay-amqp <url>', 'also relay every feed to RabbitMQ, as `tidemark relay` does')
     .addHelpText(
       'after',
       `
@@ -44,6 +49,7 @@ ${examples([
       const log = cli.logger('serve')
       let store: SourceStore | undefined
       let server: FeedServer | undefined
+      let relays: RunningRelays | undefined
       try {
         store = await cli.openStore(db)
         // Loaded when serve runs, so that the other commands do not pay for loading fastify.
@@ -60,10 +66,12 @@ ${examples([
         })
         if (!authorize) log.warn({}, 'no --token given: anyone who can reach this address can read every feed')
         cli.note(`tidemark serving ${store.location} at ${url}`)
+        relays = await startEmbeddedRelays(store, options, cli.logger('relay'))
         const signal = await stop.signalled
         log.info({ signal }, 'stopping')
       } finally {
         stop.dispose()
+        await relays?.stop()
         try {
           await server?.close()
         } finally {
@@ -73,6 +81,22 @@ ${examples([
       // If anything still holds the event loop open after a clean close, do not hang on it.
       setTimeout(() => process.exit(), 3000).unref()
     })
+}
+
+/** `--relay-nats` / `--relay-amqp`: every feed the store has now, relayed from this process. */
+async function startEmbeddedRelays(store: SourceStore, options: ServeOptions, logger: Logger): Promise<RunningRelays | undefined> {
+  if (options.relayNats !== undefined && options.relayAmqp !== undefined) throw new BadRequestError('relay to one broker: --relay-nats or --relay-amqp')
+  const url = options.relayNats ?? options.relayAmqp
+  if (url === undefined) return undefined
+  const [{ relayFeeds }, { brokerKind }, { LocalFeedSource }] = await Promise.all([
+    import('../../relay/relay-feeds.js'),
+    import('../../transport/broker/broker-choice.js'),
+    import('../../transport/local-feed-source.js'),
+  ])
+  const feeds = (await store.listFeeds()).map((f) => f.name)
+  const running = await relayFeeds({ source: new LocalFeedSource(store), feeds, broker: { kind: brokerKind(url), url }, logger })
+  running.done.catch((error: unknown) => logger.error({ err: (error as Error).message }, `a relay stopped: ${(error as Error).message}`))
+  return running
 }
 
 /** The operator's mistakes when listening, said as such (exit 1) rather than as an unexpected error. */

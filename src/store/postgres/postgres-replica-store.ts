@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type pg from 'pg'
+import { DigestTree } from '../../digest/digest-tree.js'
 import { applyDelta, type BucketDelta } from '../../digest/fold.js'
 import { addHash, bucketOf, bufferToHash, DIGEST_BITS, hashToBuffer, rowHash } from '../../digest/row-hash.js'
 import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
@@ -212,6 +213,12 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     )
   }
 
+  /** Built from the leaves on each call (another process may write the replica between two calls). */
+  async digestTree(name: string): Promise<{ seq: Seq; tree: DigestTree }> {
+    const { seq, leaves } = await this.digestLeaves(name)
+    return { seq, tree: new DigestTree(leaves) }
+  }
+
   // ── bootstrap ─────────────────────────────────────────────────────────────────────────────────
 
   async beginBootstrap(name: string, epoch: string, s0: Seq): Promise<BootstrapProgress> {
@@ -304,6 +311,13 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       if (order === 0) old.next()
       if (order > 0 || (o as DataRow).seq !== row.seq) await runHook(hook, new StoredChange(row.seq, row.key, 'upsert', p.seq, ts, row.data), client, 'bootstrap')
     }
+  }
+
+  async cancelBootstrap(name: string): Promise<void> {
+    await this.write(async (client) => {
+      await this.owned(client, name)
+      await client.query(`UPDATE ${R} SET bootstrap = NULL, bootstrap_keys = 0 WHERE name = $1`, [name])
+    })
   }
 
   async collectGarbage(name: string): Promise<number> {

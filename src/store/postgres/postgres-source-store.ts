@@ -1,5 +1,6 @@
 import type pg from 'pg'
 import { BadRequestError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
+import { DigestTree } from '../../digest/digest-tree.js'
 import { bufferToHash } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { BUCKETS } from '../../protocol/digest-wire.js'
@@ -55,6 +56,7 @@ export class PostgresSourceStore implements SourceStore {
   private readonly sequencer: Sequencer
   private readonly indexer: PgIndexer
   private readonly watcher: HeadWatcher
+  private readonly trees = new Map<string, { epoch: string; seq: Seq; tree: DigestTree }>()
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -261,6 +263,20 @@ export class PostgresSourceStore implements SourceStore {
       }
       return { head, rows }
     })
+  }
+
+  /**
+   * Built from the leaves and kept per feed: within one epoch the digest at a seq is always the same,
+   * whichever server folded it, so (epoch, seq) is a safe key even with several servers.
+   */
+  async digestTree(feed: string): Promise<{ seq: Seq; tree: DigestTree }> {
+    const { seq, leaves } = await this.digestLeaves(feed)
+    const { epoch } = await this.guard(() => this.feedRow(feed))
+    const cached = this.trees.get(feed)
+    if (cached !== undefined && cached.seq === seq && cached.epoch === epoch) return { seq, tree: cached.tree }
+    const tree = new DigestTree(leaves)
+    this.trees.set(feed, { epoch, seq, tree })
+    return { seq, tree }
   }
 
   digestLeaves(feed: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {

@@ -10,7 +10,12 @@ import { OP_UPSERT } from './schema.js'
  * and digest are exact as of its `digest_seq`. Readers of the state (snapshot, rows, digest) catch
  * the indexer up first. Retention runs here too, never dropping a change the indexer has not seen.
  */
+/** One fold's change to the digest, per bucket: rows added, and the hashes added and removed. */
+export type FoldDeltas = Map<number, { count: number; sum: bigint; neg: bigint }>
+
 export class Indexer {
+  /** Told of every committed fold (digest_seq from → to), e.g. to keep a digest tree in memory. */
+  onFold: ((feed: string, from: number, to: number, deltas: FoldDeltas) => void) | undefined
   private readonly feedRow: Statement
   private readonly changesAfter: Statement
   private readonly readDhash: Statement
@@ -54,7 +59,8 @@ export class Indexer {
 
   /** One chunk in one short transaction. */
   step(feed: string): number {
-    return this.db.transaction(() => {
+    let folded: { from: number; to: number; deltas: FoldDeltas } | undefined
+    const n = this.db.transaction(() => {
       const f = this.feedRow.get(feed) as FeedRow | undefined
       if (!f || f.digestSeq >= f.head) return 0
       const rows = this.changesAfter.all(feed, f.digestSeq, this.chunk) as ChangeRow[]
@@ -74,9 +80,13 @@ export class Indexer {
         const next = applyDelta(cur ? { count: cur.count, sum: bufferToHash(cur.sum) } : undefined, d)
         this.writeBucket.run(feed, bucket, next.count, hashToBuffer(next.sum))
       }
-      this.advance.run((rows[rows.length - 1] as ChangeRow).seq, keysDelta, feed)
+      const to = (rows[rows.length - 1] as ChangeRow).seq
+      this.advance.run(to, keysDelta, feed)
+      folded = { from: f.digestSeq, to, deltas }
       return rows.length
     }).immediate()
+    if (folded !== undefined) this.onFold?.(feed, folded.from, folded.to, folded.deltas)
+    return n
   }
 
   /** Drops what retention allows; returns how many changes went. */

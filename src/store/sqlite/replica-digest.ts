@@ -75,12 +75,16 @@ export class ReplicaDigest {
     this.pending = bytes / DELTA_BYTES
   }
 
+  /** Told of every append, inside the transaction (the store applies it to its tree once committed). */
+  onAppend: ((name: string, gen: number, packed: Buffer) => void) | undefined
+
   /** Records one transaction's deltas (call inside it), and clears them. */
   append(name: string, gen: number, deltas: DigestDeltas): void {
     const packed = deltas.pack()
     if (packed === null) return
     this.s.append.run(name, gen, packed)
     this.pending += packed.length / DELTA_BYTES
+    this.onAppend?.(name, gen, packed)
   }
 
   /** The generation's non-empty leaves in bucket order (call inside a transaction, for one position). */

@@ -3,6 +3,7 @@ import type { Database, Statement } from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
+import { DigestTree } from '../../digest/digest-tree.js'
 import { addHash, bucketOf, bufferToHash, DIGEST_BITS } from '../../digest/row-hash.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import type { BucketList, Change, DigestEntry, Seq, StateRow } from '../../protocol/types.js'
@@ -74,6 +75,13 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   private readonly digest: ReplicaDigest
   private readonly deltas = new DigestDeltas()
   private readonly foldAt: number
+  /**
+   * The current copy's digest tree per replica this instance has claimed: only the claim holder
+   * writes, so applying each committed transaction's deltas keeps it exact. Deltas wait in
+   * `uncommitted` until their transaction commits.
+   */
+  private readonly trees = new Map<string, { gen: number; tree: DigestTree }>()
+  private uncommitted: Array<{ name: string; gen: number; packed: Buffer }> = []
 
   /**
    * Opens (and creates, unless `create: false`) a SQLite file for replicas: WAL, busy timeout, and
@@ -114,6 +122,9 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     migrateReplica(db)
     this.stmt = prepare(db)
     this.digest = new ReplicaDigest(db)
+    this.digest.onAppend = (name, gen, packed) => {
+      if (this.trees.get(name)?.gen === gen) this.uncommitted.push({ name, gen, packed })
+    }
     this.foldAt = options.digestFoldAt ?? FOLD_AT
   }
 
@@ -174,6 +185,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   async release(name: string): Promise<void> {
     this.stmt.release.run(name, this.ownerId)
     this.claims.delete(name)
+    this.trees.delete(name)
   }
 
   // ── reading ───────────────────────────────────────────────────────────────────────────────────
@@ -200,6 +212,18 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     const rows = this.stmt.currentRows.all(name, after ?? '', limit) as DataRow[]
     if (rows.length === 0) this.known(name)
     return rows.map((r) => new StoredRow(r.key, r.seq, r.data))
+  }
+
+  async digestTree(name: string): Promise<{ seq: Seq; tree: DigestTree }> {
+    const r = this.known(name)
+    const cached = this.trees.get(name)
+    if (cached !== undefined && cached.gen === r.gen && this.claims.has(name)) return { seq: r.seq, tree: cached.tree }
+    const { seq, leaves } = await this.digestLeaves(name)
+    const tree = new DigestTree(leaves)
+    const now = this.known(name)
+    // Kept only while this instance holds the claim (nobody else writes the replica then).
+    if (this.claims.has(name) && now.seq === seq) this.trees.set(name, { gen: now.gen, tree })
+    return { seq, tree }
   }
 
   async digestLeaves(name: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
@@ -315,6 +339,13 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     }
   }
 
+  async cancelBootstrap(name: string): Promise<void> {
+    this.write(() => {
+      this.owned(name)
+      this.stmt.cancelProgress.run(name)
+    })
+  }
+
   async collectGarbage(name: string): Promise<number> {
     let total = 0
     for (;;) {
@@ -392,11 +423,20 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
    * retrying for ever.
    */
   private write<T>(fn: () => T): T {
+    this.uncommitted = []
+    let result: T
     try {
-      return this.db.transaction(fn).immediate()
+      result = this.db.transaction(fn).immediate()
     } catch (error) {
+      this.uncommitted = []
       throw translateError(error, this.location)
     }
+    for (const u of this.uncommitted) {
+      const cached = this.trees.get(u.name)
+      if (cached?.gen === u.gen) cached.tree.addPacked(u.packed)
+    }
+    this.uncommitted = []
+    return result
   }
 
   async close(): Promise<void> {
@@ -476,7 +516,10 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         if ((held?.count ?? 0) !== count || (held?.sum ?? 0n) !== sum) wrongBuckets++
         if (count > 0) leaves.push({ bucket: b, count, sum })
       }
-      if (wrongBuckets > 0) this.digest.replace(name, r.gen, leaves)
+      if (wrongBuckets > 0) {
+        this.digest.replace(name, r.gen, leaves)
+        this.trees.delete(name)
+      }
       if (r.keys !== rows) this.stmt.setKeys.run(rows, name)
       return { rows, staleRows, wrongBuckets }
     })
@@ -616,6 +659,7 @@ function prepare(db: Database) {
       `UPDATE ${R} SET owner_id = NULL, owner_pid = NULL, owner_host = NULL, owner_expires = NULL WHERE name = ? AND owner_id = ?`,
     ),
     beginProgress: db.prepare(`UPDATE ${R} SET bootstrap = ?, bootstrap_keys = 0 WHERE name = ?`),
+    cancelProgress: db.prepare(`UPDATE ${R} SET bootstrap = NULL, bootstrap_keys = 0 WHERE name = ?`),
     setProgress: db.prepare(`UPDATE ${R} SET bootstrap = ?, bootstrap_keys = bootstrap_keys + ? WHERE name = ?`),
     advance: db.prepare(
       `UPDATE ${R} SET seq = ?, keys = keys + ?, applied_at = ?, source_head = max(source_head, ?),
@@ -653,7 +697,7 @@ function prepare(db: Database) {
     setKeys: db.prepare(`UPDATE ${R} SET keys = ? WHERE name = ?`),
     rehashPage: db.prepare(`SELECT key, seq, data, hash, bucket FROM ${W} WHERE name = ? AND gen = ? AND key > ? AND data IS NOT NULL ORDER BY key LIMIT 1000`),
     setRowHash: db.prepare(`UPDATE ${W} SET hash = ?, bucket = ? WHERE name = ? AND gen = ? AND key = ?`),
-    bucketRows: db.prepare(`SELECT key, seq, hash FROM ${W} WHERE name = ? AND gen = ? AND bucket = ? AND data IS NOT NULL`),
+    bucketRows: db.prepare(`SELECT key, seq, hash FROM ${W} INDEXED BY tidemark_replica_rows_bucket WHERE name = ? AND gen = ? AND bucket = ? AND data IS NOT NULL`),
     insertRun: db.prepare('INSERT INTO tidemark_replica_runs (name, at, record) VALUES (?, ?, ?)'),
     trimRuns: db.prepare(
       'DELETE FROM tidemark_replica_runs WHERE name = ? AND id NOT IN (SELECT id FROM tidemark_replica_runs WHERE name = ? ORDER BY id DESC LIMIT ?)',

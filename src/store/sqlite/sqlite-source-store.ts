@@ -22,6 +22,7 @@ import { installCapture, removeCapture } from './capture.js'
 import { ChangeWatcher } from './change-watcher.js'
 import { openDatabase, translateError } from './database.js'
 import { Indexer } from './indexer.js'
+import { DigestTree } from '../../digest/digest-tree.js'
 import { RestoreMarks } from './restore-marks.js'
 import { OP_UPSERT } from './schema.js'
 import { ensureFeedRow, newEpoch, SqliteSource } from './sqlite-source.js'
@@ -55,6 +56,8 @@ export class SqliteSourceStore implements SourceStore {
   private readonly db: Database
   private readonly source: SqliteSource
   private readonly indexer: Indexer
+  /** Each feed's digest tree, kept up to date by this store's indexer (rebuilt when another process folded). */
+  private readonly trees = new Map<string, { epoch: string; seq: Seq; tree: DigestTree }>()
   private readonly watcher: ChangeWatcher
   private readonly marks: RestoreMarks
   private readonly logger: Logger
@@ -88,6 +91,19 @@ export class SqliteSourceStore implements SourceStore {
     this.logger = logger
     this.source = new SqliteSource(db)
     this.indexer = new Indexer(db)
+    this.indexer.onFold = (feed, from, to, deltas) => {
+      const cached = this.trees.get(feed)
+      if (cached === undefined) return
+      if (cached.seq !== from) {
+        this.trees.delete(feed) // folded by another process meanwhile: rebuilt on the next read
+        return
+      }
+      for (const [bucket, d] of deltas) {
+        cached.tree.add(bucket, d.count, d.sum)
+        cached.tree.subtract(bucket, 0, d.neg)
+      }
+      cached.seq = to
+    }
     this.watcher = new ChangeWatcher(db, db.memory ? undefined : `${db.name}-wal`)
     this.stmt = {
       feed: db.prepare('SELECT * FROM tidemark_feeds WHERE name = ?'),
@@ -297,6 +313,18 @@ export class SqliteSourceStore implements SourceStore {
       }
       return { head, rows }
     })()
+  }
+
+  async digestTree(feed: string): Promise<{ seq: Seq; tree: DigestTree }> {
+    this.feedRow(feed)
+    this.indexer.catchUp(feed)
+    const { epoch, digest_seq: seq } = this.feedRow(feed)
+    const cached = this.trees.get(feed)
+    if (cached !== undefined && cached.seq === seq && cached.epoch === epoch) return { seq, tree: cached.tree }
+    const built = await this.digestLeaves(feed)
+    const tree = new DigestTree(built.leaves)
+    this.trees.set(feed, { epoch, seq: built.seq, tree })
+    return { seq: built.seq, tree }
   }
 
   async digestLeaves(feed: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
