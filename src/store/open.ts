@@ -4,6 +4,7 @@ import type { ScratchReplicaStore } from './replica-store.js'
 import { openSqliteScratch } from './sqlite/scratch-replica-store.js'
 import { SqliteSourceStore } from './sqlite/sqlite-source-store.js'
 import type { ReplicaStore } from './replica-store.js'
+import type { ReplicaReport } from './sqlite/replica-report.js'
 import type { Logger, SourceStore } from './store.js'
 
 export interface OpenStoreOptions {
@@ -50,4 +51,10 @@ export async function openReplicaStore(location: string, options: OpenStoreOptio
  */
 export function openScratchReplicaStore(dir: string, logger?: Logger): ScratchReplicaStore {
   return openSqliteScratch(dir, logger)
+}
+
+/** What `tidemark status` shows of the replicas at a location (a SQLite file or a postgres:// URL), read only. */
+export async function readReplicaReports(location: string, options: { name?: string; now?: number } = {}): Promise<ReplicaReport[]> {
+  if (isPostgresUrl(location)) return (await import('./postgres/replica-report.js')).readPostgresReplicas(location, options)
+  return (await import('./sqlite/replica-report.js')).readReplicas(location, options)
 }

@@ -110,6 +110,10 @@ describe('mixed backends', () => {
     const [report] = JSON.parse(status.stdout) as Array<{ name: string; checkpoint: number; phase: string; source: string }>
     assert.deepEqual([report?.name, report?.checkpoint, report?.phase], [FEED, head, 'stopped'])
     assert.doesNotMatch(status.stdout + status.stderr, /not-shown/)
+    // Reconciliation from the command line, on the PostgreSQL replica: intact (exit 0).
+    const verify = await tidemark(['verify', into])
+    assert.equal(verify.code, 0, verify.stderr)
+    assert.doesNotMatch(verify.stdout + verify.stderr, /not-shown/)
     const pool = new pg.Pool({ connectionString: into })
     const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM tidemark.replica_current WHERE name = $1`, [FEED])
     assert.equal(rows[0]?.n, (await source.getFeed(FEED)).keys)

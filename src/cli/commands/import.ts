@@ -1,7 +1,7 @@
 import { BadRequestError } from '../../errors.js'
 import type { ExportHeader } from '../../export/export-format.js'
 import type { SignatureCheck } from '../../export/export-reader.js'
-import type { SqliteReplicaStore } from '../../store/sqlite/sqlite-replica-store.js'
+import type { ReplicaStore } from '../../store/replica-store.js'
 import type { Registrar } from '../cli.js'
 import { readExportFile } from '../export-file.js'
 import { exportKey, KEY_HELP } from '../export-key.js'
@@ -48,12 +48,12 @@ ${examples([
       const key = exportKey(options.key)
       const interrupt = interruptible(cli)
       const progress = progressLine(`import ${file}`)
-      let store: SqliteReplicaStore | undefined
+      let store: ReplicaStore | undefined
       let failure: unknown
       try {
-        const [{ checkExport, importExport }, { SqliteReplicaStore }, { demoted }] = await Promise.all([
+        const [{ checkExport, importExport }, { openReplicaStore }, { demoted }] = await Promise.all([
           import('../../export/importer.js'),
-          import('../../store/sqlite/sqlite-replica-store.js'),
+          import('../../store/open.js'),
           import('../../export/demoted-logger.js'),
         ])
         const common = {
@@ -65,7 +65,7 @@ ${examples([
         // The replica file is not even opened until the whole export file has been checked.
         const checked = await checkExport(readExportFile(file), common)
         const source = await sourceFor(checked.header, options.source)
-        store = SqliteReplicaStore.open(options.into, { create: true, logger: demoted(cli.logger('import')) })
+        store = await openReplicaStore(options.into, { create: true, logger: demoted(cli.logger('import')) })
         const result = await importExport({
           ...common,
           open: () => readExportFile(file),

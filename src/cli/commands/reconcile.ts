@@ -96,15 +96,14 @@ export function exitCodeOf(run: ReconcileRun): number {
 }
 
 async function reconcileFile(cli: Cli, db: string, mode: ReconcileMode, options: ReconcileCommandOptions): Promise<ReconcileRun> {
-  const [{ HttpFeedSource }, { SqliteReplicaStore }, { readReplicas }, { reconcile }] = await Promise.all([
+  const [{ HttpFeedSource }, { openReplicaStore, readReplicaReports }, { reconcile }] = await Promise.all([
     import('../../transport/http/http-feed-source.js'),
-    import('../../store/sqlite/sqlite-replica-store.js'),
-    import('../../store/sqlite/replica-report.js'),
+    import('../../store/open.js'),
     import('../../reconcile/reconcile.js'),
   ])
   // A read-only look first: a file that is not a replica must not get replica tables by being verified.
-  await readReplicas(db)
-  const store = SqliteReplicaStore.open(db, { create: false, logger: cli.logger('store') })
+  await readReplicaReports(db)
+  const store = await openReplicaStore(db, { create: false, logger: cli.logger('store') })
   try {
     const state = await pickReplica(store, db, options.name)
     const deep = options.deep === true

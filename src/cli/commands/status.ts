@@ -2,8 +2,8 @@ import type { Registrar } from '../cli.js'
 import { formatAgo, formatCount, formatSpan } from '../format.js'
 import { examples } from '../options.js'
 import type { ReconcileRun } from '../../reconcile/run.js'
-import { readReplicas, type ReplicaReport } from '../../store/sqlite/replica-report.js'
-import { isPostgresUrl } from '../../store/postgres/url.js'
+import { readReplicaReports } from '../../store/open.js'
+import type { ReplicaReport } from '../../store/sqlite/replica-report.js'
 
 /** `tidemark status <replica.db>`: what the replica file says about each replica in it, no network. */
 export const registerStatus: Registrar = (program, cli) => {
@@ -25,10 +25,7 @@ ${examples(['tidemark status orders.db', 'tidemark status orders.db --name custo
     .action(async (db: string, options: { name?: string; json?: boolean }) => {
       const now = Date.now()
       const only = { ...(options.name === undefined ? {} : { name: options.name }), now }
-      // Loaded only for a URL, so that reading a SQLite file never loads pg.
-      const reports = isPostgresUrl(db)
-        ? await (await import('../../store/postgres/replica-report.js')).readPostgresReplicas(db, only)
-        : await readReplicas(db, only)
+      const reports = await readReplicaReports(db, only)
       if (options.json) await cli.print(JSON.stringify(reports, null, 2))
       else await cli.print(...reports.flatMap((r, i) => [...(i > 0 ? [''] : []), ...describe(r, now)]))
     })
