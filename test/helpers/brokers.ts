@@ -78,7 +78,11 @@ export async function startNatsServer(): Promise<NatsServer> {
     async start(options = {}) {
       if (options.wipe) rmSync(store, { recursive: true, force: true })
       child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store], { stdio: 'ignore' })
-      for (let i = 0; i < 100; i++) {
+      // A failed spawn is an 'error' event: unheard, it would crash the whole test file.
+      let failed: Error | undefined
+      child.once('error', (error) => (failed = error))
+      for (let i = 0; i < 200; i++) {
+        if (failed) throw new Error(`could not start ${bin}: ${failed.message}`)
         if (await answers('127.0.0.1', port)) return
         await new Promise((r) => setTimeout(r, 50))
       }
@@ -131,6 +135,7 @@ async function startRabbitMq(): Promise<string> {
     RABBITMQ_ENABLED_PLUGINS_FILE: join(base, 'plugins'),
   }
   const child = spawn(bin, [], { env, stdio: 'ignore' })
+  child.once('error', () => {}) // a failed spawn shows as the server not coming up, below
   after(() => {
     child.kill('SIGTERM')
   })
