@@ -11,15 +11,17 @@ import { NatsSink } from '../../src/transport/nats/nats-sink.js'
 import { feedSubject, streamName, type NatsStreamSettings } from '../../src/transport/nats/nats-settings.js'
 import { NatsTransport } from '../../src/transport/nats/nats-transport.js'
 import { brokerReplica, scrambledMessages, teardown, until } from '../helpers/broker-replica.js'
-import { natsUrl, startNatsServer, uniqueName } from '../helpers/brokers.js'
+import { natsUrl, startNatsServer, uniqueName, type NatsServer } from '../helpers/brokers.js'
 import { sourceFixture } from '../helpers/replica-fixture.js'
 
 const sharedUrl = await natsUrl()
 
 /** A feed, a relay publishing it to its own stream, and a way to start replicas over NATS with the log behind. */
-async function setup(servers = sharedUrl, stream: NatsStreamSettings = {}) {
+async function setup(servers = sharedUrl, stream: NatsStreamSettings = {}, server?: NatsServer) {
   const prefix = uniqueName('tmt')
   const onTeardown = teardown() // last registered, first run
+  // The test's own server stops last, once every client of it has closed.
+  if (server) onTeardown(() => server.stop())
   const fx = await sourceFixture('customers')
   const admin = await connect({ servers, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 100, timeout: 2000 })
   const jsm = await jetstreamManager(admin)
@@ -102,8 +104,8 @@ describe('NATS JetStream transport', () => {
   })
 
   it('falls back to long-polling the log when the connection is cut, and returns to NATS when it is back', async () => {
-    const server = await startNatsServer()
-    const s = await setup(server.url)
+    const server = await startNatsServer({ stopAfter: false })
+    const s = await setup(server.url, {}, server)
     const r = s.replica()
     await s.fx.write(10, 2)
     await r.exact()
@@ -138,8 +140,8 @@ describe('NATS JetStream transport', () => {
   })
 
   it('notices a broker that restarted with its store wiped, and loses nothing', async () => {
-    const server = await startNatsServer()
-    const s = await setup(server.url)
+    const server = await startNatsServer({ stopAfter: false })
+    const s = await setup(server.url, {}, server)
     const r = s.replica()
     await s.fx.write(40, 2)
     await r.exact()
