@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3'
 import { hash } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { newEpoch } from './sqlite-source.js'
 
@@ -64,7 +65,9 @@ export class RestoreMarks {
     const feeds = this.db.prepare('SELECT name, epoch, head FROM tidemark_feeds').all() as Array<{ name: string; epoch: string; head: number }>
     const marks: Record<string, Mark> = {}
     for (const f of feeds) marks[f.name] = { epoch: f.epoch, seq: f.head, fingerprint: this.fingerprint(f.name, f.head) }
-    const tmp = `${this.path}.tmp`
+    // A temporary name of this writer's own: two processes saving at once (a CLI command beside a
+    // feed server) must not rename each other's file away. The last rename wins, whole.
+    const tmp = `${this.path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
     writeFileSync(tmp, JSON.stringify({ feeds: marks }))
     renameSync(tmp, this.path)
     this.marks = marks
