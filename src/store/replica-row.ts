@@ -1,8 +1,8 @@
-import { BadRequestError } from '../errors.js'
+import { BadRequestError, ConflictError } from '../errors.js'
 import type { StoredChange, StoredRow } from '../protocol/encoded.js'
 import { LIMITS } from '../protocol/limits.js'
 import type { Change, Seq, StateRow } from '../protocol/types.js'
-import type { BootstrapProgress, ReplicaState } from './replica-store.js'
+import type { BootstrapProgress, RepairFix, ReplicaState } from './replica-store.js'
 import type { LeaseOwner } from './sqlite/replica-lease.js'
 
 /**
@@ -85,4 +85,23 @@ export function toState(r: ReplicaRow): ReplicaState {
     sourceHeadAt: r.source_head_at,
     behindSince: r.behind_since,
   }
+}
+
+/** Refuses a repair unless the replica is still at the checkpoint it was compared at. */
+export function checkRepairAt(name: string, r: ReplicaRow, at: { epoch: string; seq: Seq }): void {
+  if (r.gen === 0 || r.epoch !== at.epoch || r.seq !== at.seq) {
+    throw new ConflictError(
+      `replica "${name}" moved to ${r.epoch ?? 'no copy'}@${r.seq} since it was compared at ${at.epoch}@${at.seq}: compare it again before repairing`,
+    )
+  }
+}
+
+/** The version a repair writes for a drifted key: the source's (a key it has no trace of is deleted "at" the checkpoint). */
+export function repairVersion(fix: RepairFix, checkpoint: Seq): { seq: Seq; text: string | null } {
+  const text = fix.row === null ? null : rowText(fix.row)
+  const seq = fix.row?.seq ?? checkpoint
+  if (seq > checkpoint) {
+    throw new BadRequestError(`repair of key ${JSON.stringify(fix.key)}: the source's version ${seq} is above the checkpoint ${checkpoint}: that is lag, not drift`)
+  }
+  return { seq, text }
 }

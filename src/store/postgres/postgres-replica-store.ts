@@ -14,7 +14,7 @@ import { checkLease, DEFAULT_LEASE_MS, describeOwner } from '../sqlite/replica-l
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { createPool, inTransaction, redactUrl, translatePgError } from './connection.js'
 import { migrateReplica } from './replica-schema.js'
-import { changeText, checkReplicaName, checkUpTo, ownerOf, progressOf, rowText, toState, type ReplicaRow } from '../replica-row.js'
+import { changeText, checkRepairAt, checkReplicaName, checkUpTo, ownerOf, progressOf, repairVersion, rowText, toState, type ReplicaRow } from '../replica-row.js'
 
 const DIFF_PAGE = 1000
 const GC_CHUNK = 10_000
@@ -400,20 +400,13 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   async repair(name: string, fixes: RepairFix[], at: { epoch: string; seq: Seq }, hook?: ApplyHook<pg.ClientBase>): Promise<number> {
     return this.write(async (client) => {
       const r = await this.owned(client, name)
-      if (r.gen === 0 || r.epoch !== at.epoch || r.seq !== at.seq) {
-        throw new ConflictError(
-          `replica "${name}" moved to ${r.epoch ?? 'no copy'}@${r.seq} since it was compared at ${at.epoch}@${at.seq}: compare it again before repairing`,
-        )
-      }
+      checkRepairAt(name, r, at)
       const w = new GenWriter(client, name, r.gen, false)
       await w.load(fixes.map((f) => f.key))
       const ts = this.clock()
       let n = 0
       for (const fix of fixes) {
-        const text = fix.row === null ? null : rowText(fix.row)
-        // The version the source holds (a key it has no trace of is deleted "at" the checkpoint).
-        const seq = fix.row?.seq ?? r.seq
-        if (seq > r.seq) throw new BadRequestError(`repair of key ${JSON.stringify(fix.key)}: the source's version ${seq} is above the checkpoint ${r.seq}: that is lag, not drift`)
+        const { seq, text } = repairVersion(fix, r.seq)
         if (!w.replace(fix.key, seq, text)) continue
         n++
         if (hook) await runHook(hook, new StoredChange(seq, fix.key, text === null ? 'delete' : 'upsert', seq, ts, text), client, 'repair')

@@ -23,7 +23,7 @@ import { openDatabase, translateError } from './database.js'
 import { DigestDeltas, FOLD_AT, ReplicaDigest, rowHashHex } from './replica-digest.js'
 import { checkLease, DEFAULT_LEASE_MS, describeOwner } from './replica-lease.js'
 import { migrateReplica } from './replica-schema.js'
-import { changeText, checkReplicaName, checkUpTo, ownerOf, progressOf, rowText, toState, type ReplicaRow } from '../replica-row.js'
+import { changeText, checkRepairAt, checkReplicaName, checkUpTo, ownerOf, progressOf, repairVersion, rowText, toState, type ReplicaRow } from '../replica-row.js'
 
 /** Rows read per page when diffing two generations, and deleted per transaction by the garbage collector. */
 const DIFF_PAGE = 1000
@@ -455,19 +455,12 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   async repair(name: string, fixes: RepairFix[], at: { epoch: string; seq: Seq }, hook?: ApplyHook<Database>): Promise<number> {
     const repaired = this.write((): number => {
       const r = this.owned(name)
-      if (r.gen === 0 || r.epoch !== at.epoch || r.seq !== at.seq) {
-        throw new ConflictError(
-          `replica "${name}" moved to ${r.epoch ?? 'no copy'}@${r.seq} since it was compared at ${at.epoch}@${at.seq}: compare it again before repairing`,
-        )
-      }
+      checkRepairAt(name, r, at)
       const w = new GenWriter(this.stmt, this.digest, this.deltas, name, r.gen, false)
       const ts = this.clock()
       let n = 0
       for (const fix of fixes) {
-        const text = fix.row === null ? null : rowText(fix.row)
-        // The version the source holds (a key it has no trace of is deleted "at" the checkpoint).
-        const seq = fix.row?.seq ?? r.seq
-        if (seq > r.seq) throw new BadRequestError(`repair of key ${JSON.stringify(fix.key)}: the source's version ${seq} is above the checkpoint ${r.seq}: that is lag, not drift`)
+        const { seq, text } = repairVersion(fix, r.seq)
         if (!w.replace(fix.key, seq, text)) continue
         n++
         if (hook) this.runHook(hook, new StoredChange(seq, fix.key, text === null ? 'delete' : 'upsert', seq, ts, text), 'repair')
