@@ -43,10 +43,12 @@ export const postgres: Suite = {
     ctx.log('postgres: starting two clusters (wal_level=logical)')
     const a = await startCluster(logical)
     const b = await startCluster(logical)
+    // TIDEMARK_BENCH_PG_PARTS=owner|replication runs one half only, for quicker iterations on it.
+    const parts = (process.env.TIDEMARK_BENCH_PG_PARTS ?? 'owner,replication').split(',').map((p) => p.trim())
     try {
-      await ownerFigures(ctx, a, sizes)
+      if (parts.includes('owner')) await ownerFigures(ctx, a, sizes)
       ctx.signal.throwIfAborted()
-      await replicationFigures(ctx, a, b, sizes)
+      if (parts.includes('replication')) await replicationFigures(ctx, a, b, sizes)
     } finally {
       a.stop()
       b.stop()
