@@ -95,6 +95,43 @@ describe('PostgreSQL source: the owner API and capture', () => {
     await close()
   })
 
+  it('a TRUNCATE of a captured table deletes every key in the truncating transaction; untrack stops it', async () => {
+    const { pool, store, close } = await fresh()
+    await pool.query(`CREATE TABLE t (id integer PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c')`)
+    await store.track({ table: 't', keyColumn: 'id' })
+    // Rolled back: nothing recorded.
+    await pool.query(`BEGIN; TRUNCATE t; ROLLBACK`).catch(() => {})
+    const client = await pool.connect()
+    await client.query('BEGIN')
+    await client.query('TRUNCATE t')
+    await client.query(`INSERT INTO t VALUES (2, 'new')`)
+    await client.query('COMMIT')
+    client.release()
+    const changes = await collect(store.changes('t', 0))
+    assert.deepEqual(
+      changes.map((c) => [c.key, c.op, c.tx]),
+      [
+        ['1', 'upsert', 3],
+        ['2', 'upsert', 3],
+        ['3', 'upsert', 3],
+        ['1', 'delete', 7],
+        ['2', 'delete', 7],
+        ['3', 'delete', 7],
+        ['2', 'upsert', 7],
+      ],
+    )
+    await store.maintain()
+    assert.equal((await store.getFeed('t')).keys, 1)
+    const chunk = await store.snapshot('t', null, 100)
+    assert.deepEqual(chunk.rows.map((r) => [r.key, r.data]), [['2', { id: 2, v: 'new' }]])
+    await store.untrack('t')
+    await pool.query('TRUNCATE t')
+    assert.equal((await store.getFeed('t')).head, 7)
+    const { rows: left } = await pool.query(`SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 't'::regclass AND NOT tgisinternal`)
+    assert.equal(left[0].n, 0)
+    await close()
+  })
+
   it('a transaction of 100,000 rows is sequenced whole and read in bounded pages', async () => {
     const { pool, store, close } = await fresh()
     await pool.query('CREATE TABLE big (id integer PRIMARY KEY, payload text)')

@@ -13,7 +13,9 @@ import { OP_DELETE, OP_UPSERT } from './schema.js'
  * app, a migration, psql). Like the API, it takes no lock on the feed; the sequencer orders the
  * changes after commit. `data` is `row_to_json(NEW)`: every column the row has when it is written,
  * so a column added or dropped later simply appears in (or leaves) the following changes, with no
- * need to track again. A TRUNCATE is not captured (PostgreSQL fires no row triggers for it).
+ * need to track again. A TRUNCATE fires no row triggers: a BEFORE TRUNCATE statement trigger
+ * records a delete for every key the table still holds, in the truncating transaction (so a
+ * TRUNCATE of a captured table costs time in proportion to its rows, like a DELETE).
  */
 
 const quoteId = (name: string): string => `"${name.replaceAll('"', '""')}"`
@@ -25,6 +27,8 @@ function objectSuffix(feed: string): string {
 }
 const functionName = (feed: string): string => `tidemark.${quoteId(`capture_${objectSuffix(feed)}`)}`
 const triggerName = (feed: string): string => quoteId(`tidemark_capture_${objectSuffix(feed)}`)
+const truncateFunctionName = (feed: string): string => `tidemark.${quoteId(`truncate_${objectSuffix(feed)}`)}`
+const truncateTriggerName = (feed: string): string => quoteId(`tidemark_truncate_${objectSuffix(feed)}`)
 
 function captureFunction(feed: string, keyColumn: string): string {
   const f = quoteStr(feed)
@@ -42,6 +46,19 @@ BEGIN
     INSERT INTO tidemark.pending (feed, key, op) VALUES (${f}, OLD.${k}::text, ${OP_DELETE});
   END IF;
   INSERT INTO tidemark.pending (feed, key, op, data) VALUES (${f}, NEW.${k}::text, ${OP_UPSERT}, row_to_json(NEW)::text);
+  RETURN NULL;
+END
+$fn$`
+}
+
+/** Deletes of every key still in the table, the table named at run time (it may have been renamed). */
+function truncateFunction(feed: string, keyColumn: string): string {
+  return `
+CREATE OR REPLACE FUNCTION ${truncateFunctionName(feed)}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  EXECUTE format(
+    'INSERT INTO tidemark.pending (feed, key, op) SELECT %L, t.%I::text, ${OP_DELETE} FROM %I.%I t WHERE t.%I IS NOT NULL ORDER BY 2',
+    ${quoteStr(feed)}, ${quoteStr(keyColumn)}, TG_TABLE_SCHEMA, TG_TABLE_NAME, ${quoteStr(keyColumn)});
   RETURN NULL;
 END
 $fn$`
@@ -93,6 +110,11 @@ export async function installCapture(client: pg.ClientBase, options: TrackOption
   await client.query(
     `CREATE TRIGGER ${triggerName(feed)} AFTER INSERT OR UPDATE OR DELETE ON ${regclass} FOR EACH ROW EXECUTE FUNCTION ${functionName(feed)}()`,
   )
+  await client.query(truncateFunction(feed, options.keyColumn))
+  await client.query(`DROP TRIGGER IF EXISTS ${truncateTriggerName(feed)} ON ${regclass}`)
+  await client.query(
+    `CREATE TRIGGER ${truncateTriggerName(feed)} BEFORE TRUNCATE ON ${regclass} FOR EACH STATEMENT EXECUTE FUNCTION ${truncateFunctionName(feed)}()`,
+  )
   let captured = 0
   if (!previous || previous.active === false) {
     const k = quoteId(options.keyColumn)
@@ -124,7 +146,11 @@ export async function installCapture(client: pg.ClientBase, options: TrackOption
 /** Drops the trigger and its function inside `client`'s open transaction; the feed keeps its log. */
 export async function removeCapture(client: pg.ClientBase, feed: string, tracked: TrackedTable): Promise<void> {
   const found = await tableColumns(client, tracked.table)
-  if (found) await client.query(`DROP TRIGGER IF EXISTS ${triggerName(feed)} ON ${found.regclass}`)
+  if (found) {
+    await client.query(`DROP TRIGGER IF EXISTS ${triggerName(feed)} ON ${found.regclass}`)
+    await client.query(`DROP TRIGGER IF EXISTS ${truncateTriggerName(feed)} ON ${found.regclass}`)
+  }
   await client.query(`DROP FUNCTION IF EXISTS ${functionName(feed)}()`)
+  await client.query(`DROP FUNCTION IF EXISTS ${truncateFunctionName(feed)}()`)
   await client.query('UPDATE tidemark.feeds SET tracked = $1 WHERE name = $2', [JSON.stringify({ ...tracked, active: false }), feed])
 }
