@@ -56,6 +56,12 @@ describe('PostgreSQL source: the owner API and capture', () => {
       ],
     )
     await assert.rejects(customers.put(pool, '', 1), { code: 'bad-request' })
+    // After a commit, sequenced() gives a position at or above the change, with the head there.
+    await customers.put(pool, '5', { id: 5 })
+    assert.equal(await source.sequenced('customers'), 5)
+    assert.equal(await source.sequenced('customers'), 5)
+    assert.equal((await store.getFeed('customers')).head, 5)
+    await assert.rejects(source.sequenced('nope'), { code: 'unknown-feed' })
     await close()
   })
 

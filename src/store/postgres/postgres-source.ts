@@ -1,12 +1,13 @@
 import type pg from 'pg'
-import { BadRequestError } from '../../errors.js'
-import type { Json } from '../../protocol/types.js'
-import { checkKey, serializeData } from '../../source/validate.js'
+import { BadRequestError, UnknownFeedError } from '../../errors.js'
+import type { Json, Seq } from '../../protocol/types.js'
+import { checkFeedName, checkKey, serializeData } from '../../source/validate.js'
 import type { FeedOptions } from '../store.js'
 import { inTransaction, type PgQueryable } from './connection.js'
 import { ensureFeedRow } from './feeds.js'
 import { migrate } from './schema.js'
 import { OP_DELETE, OP_UPSERT } from './schema.js'
+import { Sequencer } from './sequencer.js'
 
 const INSERT = 'INSERT INTO tidemark.pending (feed, key, op, data) VALUES ($1, $2, $3, $4)'
 
@@ -17,6 +18,8 @@ const INSERT = 'INSERT INTO tidemark.pending (feed, key, op, data) VALUES ($1, $
  *
  * Unlike SQLite, `put` does not return the change's seq: seqs are given after commit, by the
  * sequencer, in commit order (docs/postgres.md), so none exists while the transaction is open.
+ * After the commit, `await source.sequenced(feed)` gives a position at or above it (to wait for a
+ * replica to have read the write, say).
  * Call `put` after the owner's own write of the row (an UPDATE, or SELECT … FOR UPDATE): that row
  * lock is what orders two transactions writing one key, and the change must be recorded under it.
  */
@@ -33,6 +36,19 @@ export class PostgresSource {
       client.release()
     }
     return new PostgresSource(pool)
+  }
+
+  /**
+   * Sequences every change of `feed` committed before this call and returns the feed's head: each
+   * of those changes has a seq at or below it. Waits for a sequencer pass under way elsewhere.
+   */
+  async sequenced(feed: string): Promise<Seq> {
+    checkFeedName(feed)
+    const moved = await new Sequencer(this.pool).run(feed, true)
+    if (moved !== null) return moved
+    const { rows } = await this.pool.query<{ head: string }>('SELECT head FROM tidemark.feeds WHERE name = $1', [feed])
+    if (!rows[0]) throw new UnknownFeedError(feed)
+    return Number(rows[0].head)
   }
 
   /** The writer of a feed, creating the feed (with a new epoch) when it does not exist yet. */
