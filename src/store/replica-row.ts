@@ -3,7 +3,7 @@ import type { StoredChange, StoredRow } from '../protocol/encoded.js'
 import { LIMITS } from '../protocol/limits.js'
 import type { Change, Seq, StateRow } from '../protocol/types.js'
 import type { BootstrapProgress, RepairFix, ReplicaState } from './replica-store.js'
-import type { LeaseOwner } from './sqlite/replica-lease.js'
+import type { LeaseOwner } from './replica-lease.js'
 
 /**
  * A replica's row as both backends keep it (tidemark_replica_replicas / tidemark.replica_replicas),

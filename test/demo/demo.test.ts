@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { pidAlive } from '../../src/store/sqlite/replica-lease.js'
+import { pidAlive } from '../../src/store/replica-lease.js'
 import { collect, failsWith, ok, spawnTidemark, tidemark } from '../cli/run-cli.js'
 import { tmpDir } from '../helpers/tmp.js'
 

@@ -4,7 +4,7 @@ import type { Seq } from '../../protocol/types.js'
 import type { ReconcileRun } from '../../reconcile/run.js'
 import type { BootstrapProgress, ReplicaState, ReplicaStore } from '../replica-store.js'
 import { openDatabase } from './database.js'
-import { checkLease } from './replica-lease.js'
+import { checkLease } from '../replica-lease.js'
 import { SqliteReplicaStore } from './sqlite-replica-store.js'
 
 /** What a replica is doing, as far as its file tells: no network, no claim taken. */

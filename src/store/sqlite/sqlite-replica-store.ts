@@ -21,7 +21,7 @@ import type {
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { openDatabase, translateError } from './database.js'
 import { DigestDeltas, FOLD_AT, ReplicaDigest, rowHashHex } from './replica-digest.js'
-import { checkLease, DEFAULT_LEASE_MS, describeOwner } from './replica-lease.js'
+import { checkLease, DEFAULT_LEASE_MS, describeOwner } from '../replica-lease.js'
 import { migrateReplica } from './replica-schema.js'
 import { changeText, checkRepairAt, checkReplicaName, checkUpTo, ownerOf, progressOf, repairVersion, rowText, toState, type ReplicaRow } from '../replica-row.js'
 
