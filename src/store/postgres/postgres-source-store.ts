@@ -25,6 +25,7 @@ import { ensureFeedRow, newEpoch } from './feeds.js'
 import { HeadWatcher } from './head-watcher.js'
 import { PgIndexer } from './indexer.js'
 import { migrate, OP_DELETE, OP_UPSERT } from './schema.js'
+import { checkRestore } from './restore-check.js'
 import { Sequencer } from './sequencer.js'
 
 /** Rows read from the log per query. */
@@ -83,7 +84,13 @@ export class PostgresSourceStore implements SourceStore {
       await pool.end().catch(() => {})
       throw translatePgError(error, redactUrl(url))
     }
-    return new PostgresSourceStore(pool, url, options.logger ?? silentLogger)
+    const store = new PostgresSourceStore(pool, url, options.logger ?? silentLogger)
+    // A server starting on a restored database notices before it serves a single read. A user
+    // without write rights can still read (`tidemark status`): maintain() checks again and says.
+    await store.checkRestore().catch((error: unknown) => {
+      store.logger.warn({ err: error }, `could not check whether the database was restored: ${(error as Error)?.message ?? String(error)}`)
+    })
+    return store
   }
 
   listFeeds(): Promise<FeedInfo[]> {
@@ -358,12 +365,12 @@ export class PostgresSourceStore implements SourceStore {
   }
 
   /**
-   * Sequences, digests and prunes every feed. A restore from a backup is not detected on
-   * PostgreSQL (docs/postgres.md): `reset` is always empty; use `reset-epoch` after a restore.
+   * Notices a restore (restore-check.ts: every feed gets a new epoch), then sequences, digests and
+   * prunes every feed.
    */
   maintain(): Promise<MaintainResult> {
     return this.guard(async () => {
-      const result: MaintainResult = { digested: 0, pruned: 0, reset: [] }
+      const result: MaintainResult = { digested: 0, pruned: 0, reset: await this.checkRestore() }
       const { rows } = await this.pool.query<{ name: string }>('SELECT name FROM tidemark.feeds ORDER BY name')
       for (const { name } of rows) {
         await this.settle(name)
@@ -382,6 +389,14 @@ export class PostgresSourceStore implements SourceStore {
   /** Long-polls this store is holding (for tests). */
   get waiting(): number {
     return this.watcher.size
+  }
+
+  private async checkRestore(): Promise<string[]> {
+    const reset = await checkRestore(this.pool)
+    for (const feed of reset) {
+      this.logger.warn({ feed }, `feed "${feed}": the database was restored or replaced (its identity changed): new epoch, replicas will re-bootstrap`)
+    }
+    return reset
   }
 
   /** Sequences what was committed before this call, so that reads see it. */
