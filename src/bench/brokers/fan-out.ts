@@ -61,6 +61,8 @@ export interface FanOutResult {
 }
 
 const CHILD = fileURLToPath(new URL(`./fan-out-child${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
+// TIDEMARK_BENCH_CHILD_FLAGS: node flags for the consumer processes, e.g. `--cpu-prof --cpu-prof-dir=prof` to profile a replica.
+const CHILD_FLAGS = (process.env.TIDEMARK_BENCH_CHILD_FLAGS ?? '').split(' ').filter((f) => f !== '')
 let runs = 0
 
 export async function measureFanOut(run: FanOutRun): Promise<FanOutResult> {
@@ -146,7 +148,7 @@ export async function measureFanOut(run: FanOutRun): Promise<FanOutResult> {
       let finished = false
       exits.push(
         runNodeChild(run.temp, {
-          args: [CHILD, JSON.stringify(job)],
+          args: [...CHILD_FLAGS, CHILD, JSON.stringify(job)],
           ipc: true,
           timeoutMs: 20 * 60_000,
           onStart: (c) => {
