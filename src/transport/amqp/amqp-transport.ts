@@ -102,8 +102,9 @@ export class AmqpTransport implements ChangeTransport {
       throw failure ?? new BrokerUnavailableError(`${where}: ${(error as Error).message}`, error)
     } finally {
       // The channel first: its close waits for the server's answer, which comes after the acks
-      // written before it (closing the connection at once could lose them: redeliveries).
-      await channel?.close().catch(() => {})
+      // written before it (closing the connection at once could lose them: redeliveries). A
+      // server that does not answer within a second is not waited for.
+      if (channel) await closeWithin(channel, 1000)
       await model.close().catch(() => {})
     }
   }
@@ -116,4 +117,10 @@ function ack(channel: Channel, m: ConsumeMessage): void {
   } catch {
     // closed: see above
   }
+}
+
+async function closeWithin(channel: Channel, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([channel.close().catch(() => {}), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))])
+  clearTimeout(timer)
 }
