@@ -5,8 +5,9 @@
  *
  * Where it starts: the sink says how far the broker already holds this epoch (`open`), and the relay
  * continues right after that, so a restarted relay does not publish a change twice. A broker that
- * holds nothing of the epoch gets the changes from the feed's head on: replicas that are behind see
- * the first message not follow on and pull what precedes it from the log.
+ * holds nothing of the epoch gets the changes from the feed's head on (`startAt: 'log'`: from the
+ * start of its log): replicas that are behind see the first message not follow on and pull what
+ * precedes it from the log.
  *
  * Several relays for one feed: each sink says how it keeps them from interleaving (JetStream:
  * publishing is conditional on the stream's last message, so a relay that lost the race resyncs;
@@ -55,6 +56,12 @@ export interface RelayOptions {
   waitMs?: number
   backoff?: Backoff
   logger?: Logger
+  /**
+   * Where a relay starts when the broker holds nothing of the feed's epoch: at the head (default:
+   * replicas get what came before from the log), or at the start of the log — for a feed found
+   * after the relays started, none of whose changes any relay published.
+   */
+  startAt?: 'head' | 'log'
 }
 
 export interface RelayStatus {
@@ -157,7 +164,8 @@ export class Relay {
     // Nothing of this epoch in the broker: a relay that was publishing it goes on from what it had
     // confirmed (the stream or exchange was deleted, the broker lost its store); a new one from the head.
     const resumed = held === null && this.epoch === epoch && this.published <= info.head ? this.published : null
-    let position = held ?? resumed ?? info.head
+    const fresh = this.options.startAt === 'log' ? Math.min(info.head, Math.max(0, info.minSeq - 1)) : info.head
+    let position = held ?? resumed ?? fresh
     if (held !== null && held > info.head) {
       // Not something this feed's history wrote (a forged message, a stream of a source since
       // restored): waiting for the log to pass it would stall the relay, so start from the head.
@@ -170,7 +178,7 @@ export class Relay {
     this.logger.info(
       { feed, epoch, position, sink: sink.name },
       held === null
-        ? `relay ${feed} → ${sink.name}: the broker holds nothing of epoch ${epoch}; publishing from ${resumed === null ? 'the head, ' : ''}${position}`
+        ? `relay ${feed} → ${sink.name}: the broker holds nothing of epoch ${epoch}; publishing from ${resumed !== null ? '' : position === info.head ? 'the head, ' : 'the start of the log, '}${position}`
         : `relay ${feed} → ${sink.name}: the broker holds epoch ${epoch} up to ${held}; continuing from there`,
     )
     const maxChanges = this.options.maxChangesPerMessage ?? MESSAGE_DEFAULTS.maxChanges

@@ -146,4 +146,30 @@ describe('tidemark relay / replicate --nats', () => {
     const result = await served
     assert.equal(result.code, 0, result.stderr)
   })
+
+  it('serve --relay-nats relays a feed created after it started', async () => {
+    const { db, store, jsm, streamUp } = await natsFeed()
+    const serve = spawnTidemark(['serve', db, '--port', '0', '--relay-nats', nats, '--relay-scan-every', '200ms'])
+    const served = collect(serve)
+    await streamUp()
+    const later = uniqueName('cli')
+    after(() => jsm.streams.delete(streamName(later)).catch(() => {}))
+    await store.ensureFeed(later)
+    // Some changes perhaps before the relay finds the feed, some after: all of them reach the stream.
+    for (let i = 0; i < 10; i++) await store.write(later, [{ op: 'upsert', key: `k${i}`, data: { i } }])
+    await delay(300)
+    for (let i = 10; i < 20; i++) await store.write(later, [{ op: 'upsert', key: `k${i}`, data: { i } }])
+    const { head, epoch } = await store.getFeed(later)
+    const end = Date.now() + 30_000
+    for (;;) {
+      const m = await jsm.streams.getMessage(streamName(later), { last_by_subj: `tidemark.${later}.${epoch}` }).catch(() => null)
+      if (Number(m?.header.get('Tidemark-Last') ?? 0) === head) break
+      assert.ok(Date.now() < end, 'the embedded relay found the new feed and published it up to its head')
+      await delay(100)
+    }
+    serve.kill('SIGTERM')
+    const result = await served
+    assert.equal(result.code, 0, result.stderr)
+    assert.ok(result.stderr.split('\n').some((line) => line.includes(later) && line.includes('created since the relays started')), 'it says which feed it found')
+  })
 })

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import type { Database } from 'better-sqlite3'
 import { after } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
-import type { FeedInfo } from '../../src/protocol/types.js'
+import type { Change, FeedInfo } from '../../src/protocol/types.js'
 import { createReplica, type Replica } from '../../src/replica/replica.js'
 import { Backoff } from '../../src/transport/backoff.js'
 import type {
@@ -162,4 +162,10 @@ export async function scrambledMessages(fx: Fixture, after: number, seed: number
     if (r > 0.85) out.push(b) // twice
   }
   return out
+}
+
+/** A message of one-change transactions first … last (each change's data is its seq), as the relay encodes it. */
+export function brokerMessage(feed: string, epoch: string, first: number, last = first): EncodedBatch {
+  const changes = Array.from({ length: last - first + 1 }, (_, i): Change => ({ seq: first + i, key: `k${first + i}`, op: 'upsert', data: first + i, tx: first + i, ts: 0 }))
+  return encodeBatch({ feed, epoch, first, last, changes })
 }

@@ -424,7 +424,14 @@ describe('SqliteReplicaStore', () => {
       hook: fc.boolean(),
     })
     const opArb = fc.oneof(
-      fc.record({ kind: fc.constant('apply' as const), ops: fc.array(fc.tuple(keyArb, fc.option(fc.integer({ min: 0, max: 3 }))), { maxLength: 5 }) }),
+      // Without a hook, apply writes only each key's newest version (writeNewest); with one, every
+      // change in order. `again` delivers the last few changes once more, as a redelivery would.
+      fc.record({
+        kind: fc.constant('apply' as const),
+        ops: fc.array(fc.tuple(keyArb, fc.option(fc.integer({ min: 0, max: 3 }))), { maxLength: 8 }),
+        hook: fc.boolean(),
+        again: fc.nat({ max: 3 }),
+      }),
       fc.record({ kind: fc.constant('bootstrap' as const), bootstrap: bootstrapArb }),
       // Rebound to another source: the copy empties, and the next bootstrap's hook diff starts from the old one.
       fc.record({ kind: fc.constant('rebind' as const), gc: fc.boolean(), bootstrap: bootstrapArb }),
@@ -449,6 +456,7 @@ describe('SqliteReplicaStore', () => {
           else projection.set(c.key, [c.seq, JSON.stringify(c.data)])
         }
         let seq = 0
+        let lastApplied: Change[] = []
         // As at a real source, one (key, seq) is one version: the same data wherever it shows up.
         const versions = new Map<string, Json>()
         const dataAt = (key: string, s: number, v: number): Json => {
@@ -486,7 +494,9 @@ describe('SqliteReplicaStore', () => {
                 continue
               }
               const changes = op.ops.map(([key, v]) => (++seq, v === null ? del(seq, key, seq) : up(seq, key, dataAt(key, seq, v), seq)))
-              await store.apply(name, changes, seq, hook)
+              await store.apply(name, [...lastApplied.slice(-op.again), ...changes], seq, op.hook ? hook : undefined)
+              if (!op.hook) projectionKept = false
+              lastApplied = changes
               for (const c of changes) {
                 if (c.op === 'delete') model.delete(c.key)
                 else model.set(c.key, [c.seq, JSON.stringify(c.data)])

@@ -1,12 +1,15 @@
 /**
- * The consumers of a fan-out measurement, all in this one process (argv[2] is a FanOutJob as JSON):
- * either R tidemark replicas (each with its own in-memory SQLite store and its own connections)
- * over one transport, or R raw broker consumers that only count messages. Over IPC it says `ready`
- * once every consumer is subscribed, is told the `target` (a seq for replicas, a message count for
- * raw consumers), and says `done` when every consumer has reached it.
+ * Some of the consumers of a fan-out measurement, in this one process (argv[2] is a FanOutJob as
+ * JSON; the bench starts one process per consumer by default): either tidemark replicas (each
+ * with its own SQLite replica file, WAL, and its own connections) over one transport, or raw
+ * broker consumers that only count messages. Over IPC it says `ready` once its consumers are
+ * subscribed, is told to `start` (it counts its CPU time from then), is told the `target` (a seq
+ * for replicas, a message count for raw consumers), and says `done` with its CPU time when every
+ * one of its consumers has reached it.
  */
 import type { Database } from 'better-sqlite3'
 import { appendFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { DeliverPolicy, jetstream } from '@nats-io/jetstream'
 import { connect as natsConnect } from '@nats-io/transport-node'
 import { connect as amqpConnect } from 'amqplib'
@@ -25,7 +28,11 @@ export type FanOutMode = 'http' | 'nats' | 'amqp' | 'raw-nats' | 'raw-amqp'
 
 export interface FanOutJob {
   mode: FanOutMode
-  replicas: number
+  /** This process's consumers are numbers from … from + count - 1 (replica `r<n>`). */
+  from: number
+  count: number
+  /** Where the replica files go. */
+  dir: string
   feedUrl: string
   feed: string
   natsUrl: string
@@ -37,8 +44,8 @@ export interface FanOutJob {
   exchange?: string
 }
 
-export type FromParent = { target: number }
-export type ToParent = { ready: true } | { done: true; checkpoints: number[] } | { error: string }
+export type FromParent = { start: true } | { target: number }
+export type ToParent = { ready: true } | { done: true; checkpoints: number[]; cpuMs: number } | { error: string }
 
 const job = JSON.parse(process.argv[2] as string) as FanOutJob
 // TIDEMARK_BENCH_LOG=<file>: what replicas and transports warn about, for a run that does not finish.
@@ -48,16 +55,27 @@ const write = (m?: string): void => {
 }
 const logger: Logger | undefined = logFile ? { debug() {}, info: (_o, m) => write(m), warn: (_o, m) => write(m), error: (_o, m) => write(m) } : undefined
 const send = (m: ToParent): void => void process.send?.(m)
-const target = new Promise<number>((resolve) => process.on('message', (m: FromParent) => resolve(m.target)))
+let cpuAtStart = process.cpuUsage()
+const target = new Promise<number>((resolve) =>
+  process.on('message', (m: FromParent) => {
+    if ('start' in m) cpuAtStart = process.cpuUsage()
+    else resolve(m.target)
+  }),
+)
+const cpuMs = (): number => {
+  const used = process.cpuUsage(cpuAtStart)
+  return (used.user + used.system) / 1000
+}
+const numbers = Array.from({ length: job.count }, (_, i) => job.from + i)
 
 async function replicas(): Promise<void> {
   const stores: SqliteReplicaStore[] = []
   const sources: HttpFeedSource[] = []
   const running: Array<Replica<Database>> = []
   try {
-    for (let i = 0; i < job.replicas; i++) {
+    for (const i of numbers) {
       const source = new HttpFeedSource(job.feedUrl)
-      const store = SqliteReplicaStore.open(':memory:')
+      const store = SqliteReplicaStore.open(join(job.dir, `r${i}.db`))
       sources.push(source)
       stores.push(store)
       const longPoll = new LongPollTransport(source)
@@ -72,7 +90,7 @@ async function replicas(): Promise<void> {
     }
     for (const r of running) await r.caughtUp(0)
     while (running.some((r) => r.phase !== 'live')) await new Promise((res) => setTimeout(res, 20))
-    if (job.mode === 'amqp') await amqpConsumersUp(running.map((_, i) => replicaQueueName(job.feed, `r${i}`, job.prefix)))
+    if (job.mode === 'amqp') await amqpConsumersUp(numbers.map((i) => replicaQueueName(job.feed, `r${i}`, job.prefix)))
     send({ ready: true })
     const seq = await target
     // A replica that does not get there says where it is, every 30 s (stderr, and the log file).
@@ -87,7 +105,7 @@ async function replicas(): Promise<void> {
       }
     }, 30_000)
     await Promise.all(running.map((r) => r.caughtUp(seq))).finally(() => clearInterval(watchdog))
-    send({ done: true, checkpoints: running.map((r) => r.status().checkpoint) })
+    send({ done: true, checkpoints: running.map((r) => r.status().checkpoint), cpuMs: cpuMs() })
   } finally {
     await Promise.all(running.map((r) => r.stop()))
     await Promise.all(stores.map((s) => s.close()))
@@ -116,7 +134,7 @@ async function amqpConsumersUp(queues: string[]): Promise<void> {
 
 /** R consumers that only count what arrives: the broker's own ceiling, with no tidemark in the way. */
 async function raw(): Promise<void> {
-  const counts = new Array<number>(job.replicas).fill(0)
+  const counts = new Array<number>(job.count).fill(0)
   let goal = Number.POSITIVE_INFINITY
   let finish: () => void = () => {}
   const finished = new Promise<void>((resolve) => (finish = resolve))
@@ -126,7 +144,7 @@ async function raw(): Promise<void> {
   }
   const closers: Array<() => Promise<unknown>> = []
   if (job.mode === 'raw-nats') {
-    for (let i = 0; i < job.replicas; i++) {
+    for (let i = 0; i < job.count; i++) {
       const nc = await natsConnect({ servers: job.natsUrl })
       closers.push(() => nc.close())
       const consumer = await jetstream(nc).consumers.get(job.stream as string, { filter_subjects: job.subject as string, deliver_policy: DeliverPolicy.All })
@@ -137,12 +155,12 @@ async function raw(): Promise<void> {
       })()
     }
   } else {
-    for (let i = 0; i < job.replicas; i++) {
+    for (let i = 0; i < job.count; i++) {
       const model = await amqpConnect(job.amqpUrl)
       closers.push(() => model.close())
       const ch = await model.createChannel()
       // Durable queues, as the replicas' own: RabbitMQ writes persistent messages in them to disk.
-      const q = `${job.exchange as string}.consumer${i}`
+      const q = `${job.exchange as string}.consumer${job.from + i}`
       await ch.assertQueue(q, { durable: true })
       closers.unshift(() => ch.deleteQueue(q))
       await ch.bindQueue(q, job.exchange as string, '#')
@@ -158,7 +176,7 @@ async function raw(): Promise<void> {
   goal = await target
   if (counts.every((c) => c >= goal)) finish()
   await finished
-  send({ done: true, checkpoints: counts })
+  send({ done: true, checkpoints: counts, cpuMs: cpuMs() })
   for (const close of closers) await close().catch(() => {})
 }
 

@@ -14,6 +14,7 @@ interface ServeOptions {
   maintainEvery?: number
   relayNats?: string
   relayAmqp?: string
+  relayScanEvery?: number
 }
 
 /** `tidemark serve <db>`: the HTTP feed server over a source store, until SIGINT or SIGTERM. */
@@ -32,6 +33,7 @@ export const registerServe: Registrar = (program, cli) => {
     )
     .option('--relay-nats <url>', "also relay every feed to NATS JetStream, as `tidemark relay` does (docs/brokers.md)")
     .option('--relay-amqp <url>', 'also relay every feed to RabbitMQ, as `tidemark relay` does')
+    .option('--relay-scan-every <duration>', 'with --relay-*: how often to look for feeds created since, to relay them too', parseDurationOption, 5000)
     .addHelpText(
       'after',
       `
@@ -83,7 +85,7 @@ ${examples([
     })
 }
 
-/** `--relay-nats` / `--relay-amqp`: every feed the store has now, relayed from this process. */
+/** `--relay-nats` / `--relay-amqp`: every feed of the store, relayed from this process — those created later too. */
 async function startEmbeddedRelays(store: SourceStore, options: ServeOptions, logger: Logger): Promise<RunningRelays | undefined> {
   if (options.relayNats !== undefined && options.relayAmqp !== undefined) throw new BadRequestError('relay to one broker: --relay-nats or --relay-amqp')
   const url = options.relayNats ?? options.relayAmqp
@@ -93,8 +95,14 @@ async function startEmbeddedRelays(store: SourceStore, options: ServeOptions, lo
     import('../../transport/broker/broker-choice.js'),
     import('../../transport/local-feed-source.js'),
   ])
-  const feeds = (await store.listFeeds()).map((f) => f.name)
-  const running = await relayFeeds({ source: new LocalFeedSource(store), feeds, broker: { kind: brokerKind(url), url }, logger })
+  const list = async (): Promise<string[]> => (await store.listFeeds()).map((f) => f.name)
+  const running = await relayFeeds({
+    source: new LocalFeedSource(store),
+    feeds: await list(),
+    broker: { kind: brokerKind(url), url },
+    logger,
+    discover: { feeds: list, ...(options.relayScanEvery !== undefined ? { everyMs: options.relayScanEvery } : {}) },
+  })
   running.done.catch((error: unknown) => logger.error({ err: (error as Error).message }, `a relay stopped: ${(error as Error).message}`))
   return running
 }

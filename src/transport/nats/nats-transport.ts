@@ -18,6 +18,7 @@ import { BrokerUnavailableError } from '../../errors.js'
 import type { Seq } from '../../protocol/types.js'
 import { silentLogger, type Logger } from '../../store/store.js'
 import { decodeMessage, readHeaders } from '../broker/broker-message.js'
+import { mergedChanges, MessageQueue } from '../broker/message-queue.js'
 import type { ChangeTransport, Delivery, SubscribeOptions } from '../transport.js'
 import { describeServers, feedSubject, natsConnect, streamName, type NatsConnectOptions } from './nats-settings.js'
 
@@ -26,6 +27,8 @@ export interface NatsTransportOptions extends NatsConnectOptions {
   checkMs?: number
   /** Messages the consumer may buffer ahead of the replica. Default 16. */
   buffer?: number
+  /** Changes of the messages waiting that one delivery takes at most (MessageQueue; default 10,000). */
+  maxDeliveryChanges?: number
   logger?: Logger
 }
 
@@ -75,19 +78,43 @@ export class NatsTransport implements ChangeTransport {
             if (/not found/i.test((error as Error).message)) end(new BrokerUnavailableError(`${where}: the stream is gone; subscribing again`, error))
           })
       }, this.options.checkMs ?? 5000)
-      for await (const m of messages) {
-        lastStreamSeq = m.seq
-        const decoded = decodeMessage((name) => m.headers?.get(name) || undefined, m.data)
-        if (decoded.kind === 'foreign') {
-          this.logger.warn({ feed, stream, seq: m.seq }, `${where}: skipping message ${m.seq}: ${decoded.reason}`)
-          continue
+      // A pump decodes messages as they come and queues them; the replica takes all that wait as
+      // one delivery (MessageQueue). The pump waits while the queue is full: backpressure.
+      const queued = new MessageQueue(this.options.maxDeliveryChanges)
+      const consumed = messages
+      const pump = (async () => {
+        try {
+          for await (const m of consumed) {
+            lastStreamSeq = m.seq
+            const decoded = decodeMessage((name) => m.headers?.get(name) || undefined, m.data)
+            if (decoded.kind === 'foreign') {
+              this.logger.warn({ feed, stream, seq: m.seq }, `${where}: skipping message ${m.seq}: ${decoded.reason}`)
+              continue
+            }
+            const { batch } = decoded
+            if (batch.feed !== feed || batch.epoch !== epoch) {
+              this.logger.warn({ feed, stream, seq: m.seq }, `${where}: skipping message ${m.seq} of feed "${batch.feed}" epoch ${batch.epoch} (this replica follows "${feed}" epoch ${epoch})`)
+              continue
+            }
+            queued.push(batch)
+            await queued.room()
+          }
+        } catch (error) {
+          failure ??= new BrokerUnavailableError(`${where}: ${(error as Error).message}`, error)
+        } finally {
+          queued.close()
         }
-        const { batch } = decoded
-        if (batch.feed !== feed || batch.epoch !== epoch) {
-          this.logger.warn({ feed, stream, seq: m.seq }, `${where}: skipping message ${m.seq} of feed "${batch.feed}" epoch ${batch.epoch} (this replica follows "${feed}" epoch ${epoch})`)
-          continue
+      })()
+      try {
+        for (;;) {
+          const taken = await queued.take(signal)
+          if (taken.length === 0) break
+          yield { epoch, changes: mergedChanges(taken) }
         }
-        yield { epoch, changes: batch.changes }
+      } finally {
+        consumed.stop()
+        queued.close() // a pump waiting for room must not wait for a taker that is gone
+        await pump
       }
       signal.throwIfAborted()
       throw failure ?? new BrokerUnavailableError(`${where}: the consumer ended`)
