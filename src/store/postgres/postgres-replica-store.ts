@@ -3,7 +3,7 @@ import { hostname } from 'node:os'
 import type pg from 'pg'
 import { DigestTree } from '../../digest/digest-tree.js'
 import { applyDelta, type BucketDelta } from '../../digest/fold.js'
-import { addHash, bucketOf, bufferToHash, DIGEST_BITS, hashToBuffer, rowHash } from '../../digest/row-hash.js'
+import { addHash, bucketOf, bufferToHash, DIGEST_BITS, hashToBuffer, rowHash, rowHashHex } from '../../digest/row-hash.js'
 import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { compareKeys } from '../../protocol/key-order.js'
@@ -13,7 +13,9 @@ import type { ApplyContext, ApplyHook, BootstrapProgress, ClaimOptions, RehashRe
 import { checkLease, DEFAULT_LEASE_MS, describeOwner } from '../sqlite/replica-lease.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { createPool, inTransaction, redactUrl, translatePgError } from './connection.js'
-import { migrateReplica } from './replica-schema.js'
+import { copyIntoGeneration, type GenRow } from './replica-copy.js'
+import { DigestSums } from './replica-digest-sums.js'
+import { createBucketIndex, dropBucketIndexes, migrateReplica } from './replica-schema.js'
 import { changeText, checkRepairAt, checkReplicaName, checkUpTo, ownerOf, progressOf, repairVersion, rowText, toState, type ReplicaRow } from '../replica-row.js'
 
 const DIFF_PAGE = 1000
@@ -54,6 +56,13 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   private readonly ownerId = randomBytes(8).toString('hex')
   private readonly host = hostname()
   private readonly claims = new Map<string, number>()
+  /**
+   * Per replica bootstrapping through this instance: the new generation's digest so far, trusted
+   * only while every write to the generation since beginBootstrap went through here and succeeded
+   * (dropped on any failure, claim or overlap; finishBootstrap then sums the stored hashes).
+   */
+  private readonly bootstrapSums = new Map<string, DigestSums>()
+  private readonly bootstrapWrites = new Map<string, number>()
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -142,6 +151,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       return (await this.row(client, name)) as ReplicaRow
     })
     this.claims.set(name, leaseMs)
+    this.bootstrapSums.delete(name)
     return toState(row)
   }
 
@@ -159,6 +169,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       ]),
     )
     this.claims.delete(name)
+    this.bootstrapSums.delete(name)
   }
 
   // ── reading ───────────────────────────────────────────────────────────────────────────────────
@@ -222,7 +233,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   // ── bootstrap ─────────────────────────────────────────────────────────────────────────────────
 
   async beginBootstrap(name: string, epoch: string, s0: Seq): Promise<BootstrapProgress> {
-    return this.write(async (client) => {
+    const progress = await this.bootstrapWrite(name, async (client) => {
       const r = await this.owned(client, name)
       const { rows } = await client.query<{ gen: number | null }>(`SELECT max(gen) AS gen FROM ${W} WHERE name = $1`, [name])
       const gen = Math.max(r.gen, progressOf(r)?.gen ?? 0, r.previous_gen ?? 0, rows[0]?.gen ?? 0) + 1
@@ -232,24 +243,46 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = 0 WHERE name = $2`, [JSON.stringify(progress), name])
       return progress
     })
+    this.bootstrapSums.set(name, new DigestSums(progress.gen))
+    return progress
   }
 
+  /**
+   * A chunk of snapshot rows, in key order above every key the generation holds (the usual case),
+   * goes in with one binary COPY; any other (a key already there, keys out of order) through the
+   * version comparison of GenWriter.
+   */
   async writeSnapshotChunk(name: string, rows: StateRow[], progress: { afterKey: string | null; readHead: Seq; done: boolean }): Promise<void> {
-    await this.write(async (client) => {
+    await this.bootstrapWrite(name, async (client, sums) => {
       const r = await this.owned(client, name)
       const p = bootstrapping(r)
-      const w = new GenWriter(client, name, p.gen, true)
-      await w.insertAll(rows)
-      await w.flush()
+      let keysDelta: number
+      const copy = await copyable(client, name, p.gen, rows)
+      if (copy !== undefined) {
+        await copyIntoGeneration(client, name, p.gen, copy.rows)
+        keysDelta = 0
+        copy.hashes.forEach((h, i) => {
+          if (h === null) return
+          keysDelta++
+          sums?.add((copy.rows[i] as GenRow).bucket, h)
+        })
+      } else {
+        const w = new GenWriter(client, name, p.gen, true)
+        await w.insertAll(rows)
+        await w.flush()
+        sums?.merge(w.deltas, w.keysDelta)
+        keysDelta = w.keysDelta
+      }
       p.afterKey = progress.afterKey
       p.readHead = Math.max(p.readHead, progress.readHead)
       p.snapshotDone = progress.done
-      await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = bootstrap_keys + $2 WHERE name = $3`, [JSON.stringify(p), w.keysDelta, name])
+      await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = bootstrap_keys + $2 WHERE name = $3`, [JSON.stringify(p), keysDelta, name])
+      return p.gen
     })
   }
 
   async applyToBootstrap(name: string, changes: Change[], upTo: Seq): Promise<void> {
-    await this.write(async (client) => {
+    await this.bootstrapWrite(name, async (client, sums) => {
       const r = await this.owned(client, name)
       const p = bootstrapping(r)
       const w = new GenWriter(client, name, p.gen, true)
@@ -260,12 +293,35 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         w.write(c.key, c.seq, changeText(c))
       }
       await w.flush()
+      sums?.merge(w.deltas, w.keysDelta)
       p.seq = Math.max(p.seq, upTo)
       await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = bootstrap_keys + $2 WHERE name = $3`, [JSON.stringify(p), w.keysDelta, name])
+      return p.gen
     })
   }
 
+  /**
+   * One write to the generation being bootstrapped. `sums` (the generation's digest so far, when
+   * this instance holds it) is given to `fn` to add the write's rows to, and kept afterwards only
+   * when the write committed for that generation with no other write to the replica overlapping it.
+   */
+  private async bootstrapWrite<T extends number | BootstrapProgress>(
+    name: string,
+    fn: (client: pg.PoolClient, sums: DigestSums | undefined) => Promise<T>,
+  ): Promise<T> {
+    const held = this.bootstrapSums.get(name)
+    this.bootstrapSums.delete(name)
+    const ticket = (this.bootstrapWrites.get(name) ?? 0) + 1
+    this.bootstrapWrites.set(name, ticket)
+    const result = await this.write((client) => fn(client, held))
+    const gen = typeof result === 'number' ? result : result.gen
+    if (held !== undefined && held.gen === gen && this.bootstrapWrites.get(name) === ticket) this.bootstrapSums.set(name, held)
+    return result
+  }
+
   async finishBootstrap(name: string, hook?: ApplyHook<pg.ClientBase>): Promise<ReplicaState> {
+    const held = this.bootstrapSums.get(name)
+    this.bootstrapSums.delete(name)
     const row = await this.write(async (client) => {
       const r = await this.owned(client, name)
       const p = bootstrapping(r)
@@ -276,7 +332,9 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         )
       }
       if (hook) await this.diff(client, name, r.gen === 0 ? (r.previous_gen ?? 0) : r.gen, p, hook)
-      await sumDigest(client, name, p.gen)
+      const sums = held !== undefined && held.gen === p.gen && held.keys === Number(r.bootstrap_keys) ? held : await sumDigest(client, name, p.gen)
+      await sums.write(client, name)
+      await createBucketIndex(client, name, p.gen)
       const now = this.clock()
       const { rows } = await client.query<ReplicaRow>(
         `UPDATE ${R} SET gen = $1, epoch = $2, seq = $3, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, previous_gen = NULL,
@@ -314,6 +372,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   }
 
   async cancelBootstrap(name: string): Promise<void> {
+    this.bootstrapSums.delete(name)
     await this.write(async (client) => {
       await this.owned(client, name)
       await client.query(`UPDATE ${R} SET bootstrap = NULL, bootstrap_keys = 0 WHERE name = $1`, [name])
@@ -322,6 +381,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
 
   async collectGarbage(name: string): Promise<number> {
     let total = 0
+    let kept: number[] | undefined
     for (;;) {
       const n = await this.write(async (client) => {
         const r = await this.owned(client, name)
@@ -330,6 +390,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         const gen = rows[0]?.gen
         if (gen === undefined) {
           await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen <> ALL($2::int[])`, [name, keep])
+          kept = keep
           return 0
         }
         const deleted = await client.query(
@@ -341,6 +402,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       if (n === 0) break
       total += n
     }
+    if (kept !== undefined) await this.guard(() => dropBucketIndexes(this.pool, name, kept as number[]))
     return total
   }
 
@@ -625,7 +687,7 @@ interface Version {
 class GenWriter {
   keysDelta = 0
   private readonly versions = new Map<string, Version>()
-  private readonly deltas = new Map<number, BucketDelta>()
+  readonly deltas = new Map<number, BucketDelta>()
 
   constructor(
     private readonly client: pg.ClientBase,
@@ -807,32 +869,42 @@ class GenCursor {
   }
 }
 
-/** Writes generation `gen`'s digest from its rows' stored hashes, read a page at a time. */
-async function sumDigest(client: pg.ClientBase, name: string, gen: number): Promise<void> {
-  const counts = new Float64Array(2 ** DIGEST_BITS)
-  const sums = new Map<number, bigint>()
+/** Generation `gen`'s digest summed from its rows' stored hashes, read a page at a time. */
+async function sumDigest(client: pg.ClientBase, name: string, gen: number): Promise<DigestSums> {
+  const sums = new DigestSums(gen)
   let after = ''
   for (;;) {
     const { rows } = await client.query<{ key: string; bucket: number; hash: Buffer }>(
       `SELECT key, bucket, hash FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND hash IS NOT NULL ORDER BY key LIMIT 10000`,
       [name, gen, after],
     )
-    for (const r of rows) {
-      counts[r.bucket]! += 1
-      sums.set(r.bucket, addHash(sums.get(r.bucket) ?? 0n, bufferToHash(r.hash)))
-    }
+    for (const r of rows) sums.add(r.bucket, bufferToHash(r.hash))
     if (rows.length < 10000) break
     after = (rows[rows.length - 1] as { key: string }).key
   }
-  const buckets = [...sums.keys()]
-  await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen = $2`, [name, gen])
-  await client.query(`INSERT INTO ${D} (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])`, [
-    name,
-    gen,
-    buckets,
-    buckets.map((b) => counts[b]),
-    buckets.map((b) => hashToBuffer(sums.get(b) as bigint)),
-  ])
+  return sums
+}
+
+/**
+ * Snapshot rows as generation rows for a COPY when the COPY cannot meet a key the generation
+ * holds: keys strictly ascending and none in the generation between the first and the last.
+ */
+async function copyable(client: pg.ClientBase, name: string, gen: number, rows: StateRow[]): Promise<{ rows: GenRow[]; hashes: Array<bigint | null> } | undefined> {
+  if (rows.length === 0) return { rows: [], hashes: [] }
+  for (let i = 1; i < rows.length; i++) if (compareKeys((rows[i - 1] as StateRow).key, (rows[i] as StateRow).key) >= 0) return undefined
+  const { rows: held } = await client.query<{ any: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM ${W} WHERE name = $1 AND gen = $2 AND key >= $3 AND key <= $4) AS any`,
+    [name, gen, (rows[0] as StateRow).key, (rows[rows.length - 1] as StateRow).key],
+  )
+  if (held[0]?.any) return undefined
+  const hashes: Array<bigint | null> = []
+  const copy = rows.map((r): GenRow => {
+    const text = rowText(r)
+    const hex = text === null ? null : rowHashHex(r.key, r.seq, text)
+    hashes.push(hex === null ? null : BigInt(`0x${hex}`))
+    return { key: r.key, seq: r.seq, data: text, hash: hex, bucket: bucketOf(r.key) }
+  })
+  return { rows: copy, hashes }
 }
 
 async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: pg.ClientBase, cause: ApplyContext['cause']): Promise<void> {
