@@ -672,6 +672,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
 interface Version {
   seq: number
   hash: bigint | null
+  /** The data to write (a dirty version's); null for a version loaded and not rewritten. */
   data: string | null
   /** false: the key has no row (never had, or deleted without a tombstone). */
   present: boolean
@@ -703,11 +704,12 @@ class GenWriter {
 
   async load(keys: string[]): Promise<void> {
     if (keys.length === 0) return
-    const { rows } = await this.client.query<{ key: string; seq: number; hash: Buffer | null; data: string | null }>(
-      `SELECT key, seq, hash, data FROM ${W} WHERE name = $1 AND gen = $2 AND key = ANY($3::text[])`,
+    // Not `data`: only the versions written here (dirty) are written back, with their own data.
+    const { rows } = await this.client.query<{ key: string; seq: number; hash: Buffer | null }>(
+      `SELECT key, seq, hash FROM ${W} WHERE name = $1 AND gen = $2 AND key = ANY($3::text[])`,
       [this.name, this.gen, [...new Set(keys)]],
     )
-    for (const r of rows) this.versions.set(r.key, { seq: r.seq, hash: r.hash ? bufferToHash(r.hash) : null, data: r.data, present: true, dirty: false })
+    for (const r of rows) this.versions.set(r.key, { seq: r.seq, hash: r.hash ? bufferToHash(r.hash) : null, data: null, present: true, dirty: false })
   }
 
   /**
