@@ -63,6 +63,16 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
    */
   private readonly bootstrapSums = new Map<string, DigestSums>()
   private readonly bootstrapWrites = new Map<string, number>()
+  /**
+   * The current copy's digest tree per replica this instance has claimed, as the SQLite replica
+   * store keeps it: only the claim holder writes, so adding each committed write's deltas keeps it
+   * exact. All are dropped when any write fails (it may have committed or not) and rebuilt from the
+   * leaves when next asked for.
+   */
+  private readonly trees = new Map<string, { gen: number; tree: DigestTree }>()
+  /** Writes begun and under way: a tree read from the database is kept only if none overlapped the read. */
+  private writesBegun = 0
+  private writesInFlight = 0
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -152,6 +162,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     })
     this.claims.set(name, leaseMs)
     this.bootstrapSums.delete(name)
+    this.trees.delete(name)
     return toState(row)
   }
 
@@ -170,6 +181,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     )
     this.claims.delete(name)
     this.bootstrapSums.delete(name)
+    this.trees.delete(name)
   }
 
   // ── reading ───────────────────────────────────────────────────────────────────────────────────
@@ -208,6 +220,11 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   }
 
   async digestLeaves(name: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
+    const { seq, leaves } = await this.readLeaves(name)
+    return { seq, leaves }
+  }
+
+  private readLeaves(name: string): Promise<{ seq: Seq; gen: number; leaves: DigestLeaf[] }> {
     return this.guard(() =>
       inTransaction(
         this.pool,
@@ -217,17 +234,40 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
             `SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2 AND count > 0 ORDER BY bucket`,
             [name, r.gen],
           )
-          return { seq: r.seq, leaves: rows.map((l) => ({ bucket: l.bucket, count: l.count, sum: bufferToHash(l.sum) })) }
+          return { seq: r.seq, gen: r.gen, leaves: rows.map((l) => ({ bucket: l.bucket, count: l.count, sum: bufferToHash(l.sum) })) }
         },
         'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
       ),
     )
   }
 
-  /** Built from the leaves on each call (another process may write the replica between two calls). */
+  /**
+   * Kept in memory while this instance holds the claim (it alone writes the replica then), else
+   * built from the leaves on each call (another process may write the replica between two calls).
+   */
   async digestTree(name: string): Promise<{ seq: Seq; tree: DigestTree }> {
-    const { seq, leaves } = await this.digestLeaves(name)
-    return { seq, tree: new DigestTree(leaves) }
+    const quiet = this.writesInFlight === 0
+    const begun = this.writesBegun
+    const unchanged = (): boolean => quiet && this.writesInFlight === 0 && this.writesBegun === begun && this.claims.has(name)
+    const cached = this.trees.get(name)
+    if (cached !== undefined) {
+      const r = await this.guard(() => this.known(name))
+      if (unchanged() && this.trees.get(name) === cached && r.gen === cached.gen) return { seq: r.seq, tree: cached.tree }
+    }
+    const { seq, gen, leaves } = await this.readLeaves(name)
+    const tree = new DigestTree(leaves)
+    if (unchanged()) this.trees.set(name, { gen, tree })
+    return { seq, tree }
+  }
+
+  /** Adds a committed write's digest deltas to the kept tree of generation `gen`, if one is kept. */
+  private addToTree(name: string, gen: number, deltas: Map<number, BucketDelta>): void {
+    const kept = this.trees.get(name)
+    if (kept?.gen !== gen) return
+    for (const [bucket, d] of deltas) {
+      kept.tree.add(bucket, d.count, d.sum)
+      kept.tree.subtract(bucket, 0, d.neg)
+    }
   }
 
   // ── bootstrap ─────────────────────────────────────────────────────────────────────────────────
@@ -409,6 +449,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   // ── live ──────────────────────────────────────────────────────────────────────────────────────
 
   async apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<pg.ClientBase>): Promise<ReplicaState> {
+    let written: GenWriter | undefined
     const row = await this.write(async (client) => {
       const r = await this.owned(client, name)
       if (r.gen === 0) throw new BadRequestError(`replica "${name}" in ${this.location} has no copy yet: bootstrap it before applying changes`)
@@ -420,6 +461,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         if (w.write(c.key, c.seq, changeText(c)) && hook) await runHook(hook, c, client, 'apply')
       }
       await w.flush()
+      written = w
       const seq = Math.max(r.seq, upTo)
       const now = this.clock()
       const { rows } = await client.query<ReplicaRow>(
@@ -430,6 +472,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       )
       return rows[0] as ReplicaRow
     })
+    if (written) this.addToTree(name, written.gen, written.deltas)
     return toState(row)
   }
 
@@ -460,7 +503,8 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   // ── reconciliation ────────────────────────────────────────────────────────────────────────────
 
   async repair(name: string, fixes: RepairFix[], at: { epoch: string; seq: Seq }, hook?: ApplyHook<pg.ClientBase>): Promise<number> {
-    return this.write(async (client) => {
+    let written: GenWriter | undefined
+    const n = await this.write(async (client) => {
       const r = await this.owned(client, name)
       checkRepairAt(name, r, at)
       const w = new GenWriter(client, name, r.gen, false)
@@ -474,9 +518,12 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         if (hook) await runHook(hook, new StoredChange(seq, fix.key, text === null ? 'delete' : 'upsert', seq, ts, text), client, 'repair')
       }
       await w.flush()
+      written = w
       if (w.keysDelta !== 0) await client.query(`UPDATE ${R} SET keys = keys + $1 WHERE name = $2`, [w.keysDelta, name])
       return n
     })
+    if (written) this.addToTree(name, written.gen, written.deltas)
+    return n
   }
 
   async rehash(name: string): Promise<RehashReport> {
@@ -537,6 +584,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         }
       }
       if (wrongBuckets > 0) {
+        this.trees.delete(name)
         await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen = $2`, [name, r.gen])
         await client.query(`INSERT INTO ${D} (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])`, [
           name,
@@ -627,8 +675,17 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
 
   // ── helpers ───────────────────────────────────────────────────────────────────────────────────
 
-  private write<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    return this.guard(() => inTransaction(this.pool, fn))
+  private async write<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    this.writesBegun++
+    this.writesInFlight++
+    try {
+      return await this.guard(() => inTransaction(this.pool, fn))
+    } catch (error) {
+      this.trees.clear()
+      throw error
+    } finally {
+      this.writesInFlight--
+    }
   }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {
@@ -693,7 +750,7 @@ class GenWriter {
   constructor(
     private readonly client: pg.ClientBase,
     private readonly name: string,
-    private readonly gen: number,
+    readonly gen: number,
     /**
      * While bootstrapping: keep deletes as tombstones (an older snapshot row must not revive the key),
      * and leave the digest alone — finishBootstrap sums it from the rows' stored hashes once, instead
