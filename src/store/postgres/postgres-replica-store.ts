@@ -443,6 +443,10 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       total += n
     }
     if (kept !== undefined) await this.guard(() => dropBucketIndexes(this.pool, name, kept as number[]))
+    // Statistics for the planner after a bootstrap (the replicator collects garbage right after
+    // each): a copied generation has none until autovacuum comes by, and the consumer's queries on
+    // replica_current, reconciliation and deletes plan with them.
+    await this.guard(() => this.pool.query(`ANALYZE ${W}`))
     return total
   }
 
@@ -762,8 +766,14 @@ class GenWriter {
   async load(keys: string[]): Promise<void> {
     if (keys.length === 0) return
     // Not `data`: only the versions written here (dirty) are written back, with their own data.
+    // One primary-key probe per key, whatever the statistics: a LATERAL subquery with LIMIT 1 is
+    // not flattened into a join. With `key = ANY($3)` and no statistics yet on a freshly copied
+    // generation (name and gen estimated at 27 rows of 1,000,000), the planner read the whole
+    // generation through its bucket index and filtered it, per page: 8.7 s of the 15 s it took to
+    // stream 200,000 changes into a 1,000,000-row replica.
     const { rows } = await this.client.query<{ key: string; seq: number; hash: Buffer | null }>(
-      `SELECT key, seq, hash FROM ${W} WHERE name = $1 AND gen = $2 AND key = ANY($3::text[])`,
+      `SELECT w.key, w.seq, w.hash FROM unnest($3::text[]) AS k(key)
+       CROSS JOIN LATERAL (SELECT key, seq, hash FROM ${W} WHERE name = $1 AND gen = $2 AND key = k.key LIMIT 1) AS w`,
       [this.name, this.gen, [...new Set(keys)]],
     )
     for (const r of rows) this.versions.set(r.key, { seq: r.seq, hash: r.hash ? bufferToHash(r.hash) : null, data: null, present: true, dirty: false })
@@ -881,7 +891,8 @@ class GenWriter {
     if (this.deltas.size === 0 || this.bootstrapping) return
     const buckets = [...this.deltas.keys()]
     const { rows } = await this.client.query<{ bucket: number; count: number; sum: Buffer }>(
-      `SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2 AND bucket = ANY($3::int[])`,
+      `SELECT d.bucket, d.count, d.sum FROM unnest($3::int[]) AS b(bucket)
+       CROSS JOIN LATERAL (SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2 AND bucket = b.bucket LIMIT 1) AS d`,
       [this.name, this.gen, buckets],
     )
     const current = new Map(rows.map((r) => [r.bucket, { count: r.count, sum: bufferToHash(r.sum) }]))
