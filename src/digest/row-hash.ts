@@ -19,7 +19,12 @@ const MASK_128 = (1n << 128n) - 1n
  * parses or re-serializes a row to hash it.
  */
 export function rowHash(key: string, seq: Seq, dataText: string): bigint {
-  return BigInt(`0x${hash(ROW_HASH, `${key}\u0000${seq}\u0000${dataText}`, 'hex')}`)
+  return BigInt(`0x${rowHashHex(key, seq, dataText)}`)
+}
+
+/** H(key, seq, data) as 32 hex digits (what a bulk writer stores as 16 bytes without a Buffer per row). */
+export function rowHashHex(key: string, seq: Seq, dataText: string): string {
+  return hash(ROW_HASH, `${key}\u0000${seq}\u0000${dataText}`, 'hex')
 }
 
 /** The leaf bucket of a key: its hash's leading DIGEST_BITS bits. */

@@ -1,6 +1,13 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
 import pg from 'pg'
-import type { Change } from '../../src/protocol/types.js'
+import { DigestTree, FANOUT, TREE_DEPTH } from '../../src/digest/digest-tree.js'
+import { addHash, bucketOf, rowHash } from '../../src/digest/row-hash.js'
+import type { Change, StateRow } from '../../src/protocol/types.js'
 import { PostgresReplicaStore } from '../../src/store/postgres/postgres-replica-store.js'
+import { bucketIndexName } from '../../src/store/postgres/replica-schema.js'
+import type { DigestLeaf } from '../../src/store/store.js'
+import { prng } from '../../src/util/prng.js'
 import { pgDatabase } from '../helpers/pg.js'
 import { replicaStoreContract } from './contract/replica-store-contract.js'
 
@@ -32,4 +39,131 @@ replicaStoreContract<pg.ClientBase>({
       },
     }
   },
+})
+
+describe('PostgresReplicaStore bootstrap (PostgreSQL only)', () => {
+  const rows = (from: number, to: number): StateRow[] =>
+    Array.from({ length: to - from + 1 }, (_, i) => ({ key: `k${String(from + i).padStart(5, '0')}`, seq: from + i, data: { n: from + i } }))
+  const expected = (all: StateRow[]): DigestLeaf[] => {
+    const leaves = new Map<number, DigestLeaf>()
+    for (const r of all) {
+      const b = bucketOf(r.key)
+      const l = leaves.get(b) ?? { bucket: b, count: 0, sum: 0n }
+      leaves.set(b, { bucket: b, count: l.count + 1, sum: addHash(l.sum, rowHash(r.key, r.seq, JSON.stringify(r.data))) })
+    }
+    return [...leaves.values()].sort((a, b) => a.bucket - b.bucket)
+  }
+  const bucketIndexes = async (pool: pg.Pool): Promise<string[]> =>
+    (
+      await pool.query<{ indexname: string }>(
+        `SELECT indexname FROM pg_indexes WHERE schemaname = 'tidemark' AND tablename = 'replica_rows' AND indexname LIKE 'replica_rows_bucket%' ORDER BY indexname`,
+      )
+    ).rows.map((r) => r.indexname)
+
+  it('a bootstrap resumed by another process sums its digest from the stored rows; each current generation has its bucket index, and only it', async () => {
+    const url = await pgDatabase()
+    const pool = new pg.Pool({ connectionString: url })
+    let store = await PostgresReplicaStore.open(url)
+    try {
+      await store.claim('r', 'f', 'http://source.test')
+      await store.beginBootstrap('r', 'e1', 0)
+      await store.writeSnapshotChunk('r', rows(1, 300), { afterKey: 'k00300', readHead: 0, done: false })
+      // The replicator dies mid-bootstrap; another one takes over and finishes it.
+      await store.close()
+      store = await PostgresReplicaStore.open(url)
+      await store.claim('r', 'f', 'http://source.test')
+      await store.writeSnapshotChunk('r', rows(301, 500), { afterKey: 'k00500', readHead: 0, done: true })
+      await store.finishBootstrap('r')
+      const first = rows(1, 500)
+      assert.deepEqual((await store.digestLeaves('r')).leaves, expected(first))
+      assert.deepEqual(await bucketIndexes(pool), [bucketIndexName('r', 1)])
+      // Reconciliation reads one bucket's keys through the index.
+      const bucket = bucketOf('k00042')
+      const [list] = await store.bucketEntries('r', [bucket])
+      assert.deepEqual(
+        list?.entries.map((e) => e.key),
+        first.filter((r) => bucketOf(r.key) === bucket).map((r) => r.key),
+      )
+      // A second bootstrap written by one process keeps its digest in memory; the old generation's index goes with its rows.
+      await store.beginBootstrap('r', 'e2', 0)
+      const second = rows(200, 700)
+      for (let i = 0; i < second.length; i += 100) {
+        const chunk = second.slice(i, i + 100)
+        await store.writeSnapshotChunk('r', chunk, { afterKey: (chunk[chunk.length - 1] as StateRow).key, readHead: 0, done: i + 100 >= second.length })
+      }
+      await store.finishBootstrap('r')
+      assert.deepEqual((await store.digestLeaves('r')).leaves, expected(second))
+      assert.deepEqual((await store.rehash('r')).wrongBuckets, 0)
+      await store.collectGarbage('r')
+      assert.deepEqual(await bucketIndexes(pool), [bucketIndexName('r', 2)])
+    } finally {
+      await store.close()
+      await pool.end()
+    }
+  })
+})
+
+describe('PostgresReplicaStore digest tree (PostgreSQL only)', () => {
+  it('kept in memory while claimed, it stays equal to the tree rebuilt from the leaves after applies, repairs and a re-bootstrap', async () => {
+    const url = await pgDatabase()
+    const store = await PostgresReplicaStore.open(url)
+    const other = await PostgresReplicaStore.open(url)
+    const same = (a: DigestTree, b: DigestTree): void => {
+      for (let level = 0; level <= TREE_DEPTH; level++) {
+        for (let i = 0; i < FANOUT ** level; i++) {
+          const x = a.node(level, i)
+          const y = b.node(level, i)
+          if (x.count !== y.count || x.sum !== y.sum) assert.fail(`node ${i} of level ${level}: ${x.count}/${x.sum} vs ${y.count}/${y.sum}`)
+        }
+      }
+    }
+    const check = async (): Promise<DigestTree> => {
+      const kept = await store.digestTree('r')
+      const { seq, leaves } = await store.digestLeaves('r')
+      assert.equal(kept.seq, seq)
+      same(kept.tree, new DigestTree(leaves))
+      // Another instance (not the claim holder) reads the leaves each time: the same tree.
+      same(kept.tree, (await other.digestTree('r')).tree)
+      return kept.tree
+    }
+    try {
+      await store.claim('r', 'f', 'http://source.test')
+      const random = prng(Number(process.env.TIDEMARK_SEED ?? 11))
+      let seq = 0
+      const bootstrap = async (epoch: string): Promise<void> => {
+        await store.beginBootstrap('r', epoch, seq)
+        const rows: StateRow[] = Array.from({ length: 40 }, (_, i) => ({ key: `k${String(i).padStart(3, '0')}`, seq: Math.max(1, seq - i), data: { i, epoch } }))
+        await store.writeSnapshotChunk('r', rows, { afterKey: 'k039', readHead: seq, done: true })
+        await store.finishBootstrap('r')
+      }
+      await bootstrap('e1')
+      let kept = (await store.digestTree('r')).tree
+      assert.equal((await store.digestTree('r')).tree, kept, 'kept, not rebuilt')
+      for (let round = 0; round < 30; round++) {
+        if (round === 15) await bootstrap('e2')
+        const tx: Change[] = []
+        for (let i = 0; i < 1 + Math.floor(random() * 5); i++) {
+          seq++
+          const key = `k${String(Math.floor(random() * 60)).padStart(3, '0')}`
+          tx.push(random() < 0.3 ? { seq, key, op: 'delete', tx: 0, ts: 1 } : { seq, key, op: 'upsert', data: { round, i }, tx: 0, ts: 1 })
+        }
+        for (const c of tx) c.tx = seq
+        await store.apply('r', tx, seq)
+        if (round % 7 === 3) {
+          const state = await store.state('r')
+          await store.repair('r', [{ key: 'k001', row: { key: 'k001', seq: 1, data: { repaired: round } } }, { key: 'k002', row: null }], { epoch: state?.epoch as string, seq })
+        }
+        const tree = await check()
+        // The same tree throughout, brought up to date by each write; a new one for the new generation.
+        if (round !== 15) assert.equal(tree, kept, `round ${round}: the kept tree`)
+        kept = tree
+      }
+      // A failed write drops the kept tree; the next one is read back from the leaves.
+      await assert.rejects(store.apply('r', [{ seq: seq + 2, key: 'x', op: 'upsert', data: 1, tx: seq + 2, ts: 1 }], seq + 1))
+      await check()
+    } finally {
+      await other.close()
+      await store.close()
+    }
+  })
 })

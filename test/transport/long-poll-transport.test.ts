@@ -148,6 +148,28 @@ describe('LongPollTransport', () => {
     assert.deepEqual(pauses, [])
   })
 
+  it('reads the page after a full one while the replica applies it, and drops it when the checkpoint went elsewhere', async () => {
+    const aborted: number[] = []
+    const source = new ScriptedSource(async (req) => {
+      req.signal?.addEventListener('abort', () => aborted.push(req.after))
+      return page(req.after, req.after < 8 ? 4 : 1, 20)
+    })
+    const transport = new LongPollTransport(source, { waitMs: 10, limit: 4, idlePauseMs: 0 })
+    let position = 0
+    const seen: number[][] = []
+    for await (const d of transport.subscribe('f', { epoch: 'e1', position: () => position, signal: new AbortController().signal })) {
+      seen.push(d.changes.map((c) => c.seq))
+      // The asked-ahead page (after 4) was requested before this one was applied.
+      if (seen.length === 1) assert.deepEqual(source.requests.map((r) => r.after), [0, 4])
+      // After the second page the replica jumps (a gap healed from the log, say): the page read ahead is not delivered.
+      position = seen.length === 2 ? 10 : (d.changes.at(-1)?.seq ?? position)
+      if (seen.length === 3) break
+    }
+    assert.deepEqual(seen, [[1, 2, 3, 4], [5, 6, 7, 8], [11]])
+    assert.deepEqual(source.requests.map((r) => r.after), [0, 4, 8, 10])
+    assert.deepEqual(aborted, [8])
+  })
+
   it('follows a real store through LocalFeedSource, waking on a write', async () => {
     const store = SqliteSourceStore.open(tmpDb())
     try {

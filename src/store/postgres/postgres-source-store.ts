@@ -178,15 +178,17 @@ export class PostgresSourceStore implements SourceStore {
     for (;;) {
       options.signal?.throwIfAborted()
       // Only sequenced changes are read, and the log grows only at its end: a page ending inside a
-      // transaction is continued by the next one, and `tx` is stored with each change.
+      // transaction is continued by the next one, and `tx` is stored with each change. Seqs are
+      // gap-free, so the page is also bounded above: with statistics older than the log's end the
+      // planner took `seq > $2 … LIMIT` for a few rows and read everything after the cursor in a
+      // bitmap scan, then sorted it — every page of a 200,000-change burst read the rest of it.
       const rows = await this.guard(
         async () =>
           (
-            await this.pool.query<ChangeRow>('SELECT seq, key, op, data, tx, ts FROM tidemark.changes WHERE feed = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
-              feed,
-              cursor,
-              size,
-            ])
+            await this.pool.query<ChangeRow>(
+              'SELECT seq, key, op, data, tx, ts FROM tidemark.changes WHERE feed = $1 AND seq > $2 AND seq <= $2::bigint + $3 ORDER BY seq LIMIT $3',
+              [feed, cursor, size],
+            )
           ).rows,
       )
       if (rows.length === 0) return

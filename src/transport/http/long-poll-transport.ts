@@ -1,10 +1,11 @@
 /**
  * The default transport: long-polls the log through any FeedSource. Each request asks for what
  * follows the replica's checkpoint as it is when the request starts, so a delivery always follows
- * on and nothing is queued: the next request is made only when the replica asks for the next
- * delivery (after applying the last one).
+ * on. One exception, bounded to one page: after a full page (the replica is behind, more is there
+ * now) the next page is read while the replica applies this one, so reading and applying overlap;
+ * it is delivered only if the replica's checkpoint is then where that page starts, else dropped.
  */
-import type { FeedSource } from '../feed-source.js'
+import type { ChangesPage, FeedSource } from '../feed-source.js'
 import type { ChangeTransport, Delivery, SubscribeOptions } from '../transport.js'
 import { sleep as timerSleep, type Sleep } from '../backoff.js'
 
@@ -48,13 +49,37 @@ export class LongPollTransport implements ChangeTransport {
    */
   async *subscribe(feed: string, options: SubscribeOptions): AsyncGenerator<Delivery> {
     const { epoch, position, signal } = options
-    for (;;) {
-      signal.throwIfAborted()
-      const started = this.now()
-      const page = await this.source.changes(feed, { after: position(), limit: this.limit, waitMs: this.waitMs, epoch, signal })
-      const held = this.waitMs > 0 && this.now() - started >= this.waitMs / 2
-      yield { epoch: page.epoch, changes: page.changes, head: page.head }
-      if (page.changes.length === 0 && !held) await this.sleep(this.idlePauseMs, signal)
+    let ahead: ReadAhead | undefined
+    try {
+      for (;;) {
+        signal.throwIfAborted()
+        const after = position()
+        const request = ahead?.after === after ? ahead.request : undefined
+        if (request === undefined) ahead?.cancel()
+        ahead = undefined
+        const started = this.now()
+        const page = await (request ?? this.source.changes(feed, { after, limit: this.limit, waitMs: this.waitMs, epoch, signal }))
+        const held = request === undefined && this.waitMs > 0 && this.now() - started >= this.waitMs / 2
+        if (page.changes.length >= this.limit) ahead = this.readAhead(feed, page.last, epoch, signal)
+        yield { epoch: page.epoch, changes: page.changes, head: page.head }
+        if (page.changes.length === 0 && !held) await this.sleep(this.idlePauseMs, signal)
+      }
+    } finally {
+      ahead?.cancel()
     }
   }
+
+  private readAhead(feed: string, after: number, epoch: string, signal: AbortSignal): ReadAhead {
+    const own = new AbortController()
+    const request = this.source.changes(feed, { after, limit: this.limit, waitMs: this.waitMs, epoch, signal: AbortSignal.any([signal, own.signal]) })
+    request.catch(() => {}) // awaited when delivered; a dropped one must not count as unhandled
+    return { after, request, cancel: () => own.abort() }
+  }
+}
+
+interface ReadAhead {
+  after: number
+  request: Promise<ChangesPage>
+  /** Aborts the request (one not delivered: the replica's checkpoint went elsewhere). */
+  cancel(): void
 }
