@@ -103,6 +103,39 @@ describe('PostgresReplicaStore bootstrap (PostgreSQL only)', () => {
   })
 })
 
+describe('PostgresReplicaStore apply hook (PostgreSQL only)', () => {
+  it("a hook whose connection dies is the store unavailable (retry), not the hook's fault (stop); nothing of the transaction stays", async () => {
+    const url = await pgDatabase()
+    const store = await PostgresReplicaStore.open(url)
+    try {
+      await store.claim('r', 'f', 'http://source.test')
+      await store.beginBootstrap('r', 'e1', 0)
+      await store.writeSnapshotChunk('r', [], { afterKey: null, readHead: 0, done: true })
+      await store.finishBootstrap('r')
+      const change = (seq: number): Change => ({ seq, key: `k${seq}`, op: 'upsert', tx: seq, ts: 0, data: { seq } })
+      // The database ends the apply transaction's own connection under the hook, as a restart would.
+      const dying = async (c: Change, tx: pg.ClientBase): Promise<void> => {
+        if (c.seq === 2) await tx.query('SELECT pg_terminate_backend(pg_backend_pid())')
+      }
+      await assert.rejects(store.apply('r', [change(1), change(2)], 2, dying), { code: 'store-unavailable' })
+      assert.equal((await store.state('r'))?.seq, 0)
+      assert.equal(await store.get('r', 'k1'), undefined)
+      // The hook's own error still stops the replica, naming the change.
+      await assert.rejects(
+        store.apply('r', [change(1)], 1, async () => {
+          throw new Error('bug')
+        }),
+        { code: 'apply-failed' },
+      )
+      // And with the database back, the same changes apply.
+      await store.apply('r', [change(1), change(2)], 2, async () => {})
+      assert.equal((await store.state('r'))?.seq, 2)
+    } finally {
+      await store.close()
+    }
+  })
+})
+
 describe('PostgresReplicaStore digest tree (PostgreSQL only)', () => {
   it('kept in memory while claimed, it stays equal to the tree rebuilt from the leaves after applies, repairs and a re-bootstrap', async () => {
     const url = await pgDatabase()

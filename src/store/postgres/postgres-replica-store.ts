@@ -4,7 +4,7 @@ import type pg from 'pg'
 import { DigestTree } from '../../digest/digest-tree.js'
 import { applyDelta, type BucketDelta } from '../../digest/fold.js'
 import { addHash, bucketOf, bufferToHash, DIGEST_BITS, hashToBuffer, rowHash, rowHashHex } from '../../digest/row-hash.js'
-import { ApplyFailedError, BadRequestError, ConflictError } from '../../errors.js'
+import { ApplyFailedError, BadRequestError, ConflictError, StoreUnavailableError } from '../../errors.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { compareKeys } from '../../protocol/key-order.js'
 import type { BucketList, Change, DigestEntry, Seq, StateRow } from '../../protocol/types.js'
@@ -981,6 +981,10 @@ async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: p
   try {
     await hook(change, client, { cause })
   } catch (error) {
+    // The hook's query met the database going away (a restart, a dropped connection): not a fault
+    // of the hook, and the replica must retry the transaction when the database is back, not stop.
+    const translated = translatePgError(error, "the replica's database")
+    if (translated instanceof StoreUnavailableError) throw translated
     throw new ApplyFailedError(change.seq, change.key, error)
   }
 }
