@@ -34,7 +34,9 @@ export class PgIndexer {
       const digestSeq = Number(f.digest_seq)
       const rows = (
         await client.query<{ seq: string; key: string; op: number; data: string | null }>(
-          'SELECT seq, key, op, data FROM tidemark.changes WHERE feed = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+          // Bounded above too (seqs are gap-free): with stale statistics the planner otherwise reads
+          // and sorts everything after $2: 302 ms a chunk against 0.5 ms, measured on a fresh million-row log.
+          'SELECT seq, key, op, data FROM tidemark.changes WHERE feed = $1 AND seq > $2 AND seq <= $2::bigint + $3 ORDER BY seq LIMIT $3',
           [feed, digestSeq, this.chunk],
         )
       ).rows
