@@ -147,10 +147,11 @@ describe('tidemark relay / replicate --nats', () => {
     assert.equal(result.code, 0, result.stderr)
   })
 
-  it('serve --relay-nats relays a feed created after it started', async () => {
+  /** A feed created after `args`' process started (the process relays every feed): its changes reach its stream. */
+  async function relaysALaterFeed(args: (db: string) => string[], found: string): Promise<void> {
     const { db, store, jsm, streamUp } = await natsFeed()
-    const serve = spawnTidemark(['serve', db, '--port', '0', '--relay-nats', nats, '--relay-scan-every', '200ms'])
-    const served = collect(serve)
+    const child = spawnTidemark(args(db))
+    const ended = collect(child)
     await streamUp()
     const later = uniqueName('cli')
     after(() => jsm.streams.delete(streamName(later)).catch(() => {}))
@@ -164,12 +165,18 @@ describe('tidemark relay / replicate --nats', () => {
     for (;;) {
       const m = await jsm.streams.getMessage(streamName(later), { last_by_subj: `tidemark.${later}.${epoch}` }).catch(() => null)
       if (Number(m?.header.get('Tidemark-Last') ?? 0) === head) break
-      assert.ok(Date.now() < end, 'the embedded relay found the new feed and published it up to its head')
+      assert.ok(Date.now() < end, 'the relay found the new feed and published it up to its head')
       await delay(100)
     }
-    serve.kill('SIGTERM')
-    const result = await served
+    child.kill('SIGTERM')
+    const result = await ended
     assert.equal(result.code, 0, result.stderr)
-    assert.ok(result.stderr.split('\n').some((line) => line.includes(later) && line.includes('created since the relays started')), 'it says which feed it found')
-  })
+    assert.ok(result.stderr.split('\n').some((line) => line.includes(later) && line.includes(found)), 'it says which feed it found')
+  }
+
+  it('serve --relay-nats relays a feed created after it started', () =>
+    relaysALaterFeed((db) => ['serve', db, '--port', '0', '--relay-nats', nats, '--relay-scan-every', '200ms'], 'created since the relays started'))
+
+  it('relay <file> without --feed relays a feed created after it started', () =>
+    relaysALaterFeed((db) => ['relay', db, '--nats', nats, '--scan-every', '200ms'], 'created since the relays started'))
 })

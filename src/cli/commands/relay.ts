@@ -16,6 +16,7 @@ interface RelayOptions {
   maxAge?: number
   streamReplicas?: number
   maxChanges?: number
+  scanEvery?: number
 }
 
 /** `tidemark relay <db|url> --nats <url> | --amqp <url>`: publishes feeds to a broker until SIGINT or SIGTERM. */
@@ -32,11 +33,13 @@ export const registerRelay: Registrar = (program, cli) => {
     .option('--max-age <duration>', 'NATS: drop stream messages older than this (default 7d)', parseDurationOption)
     .option('--stream-replicas <n>', 'NATS: copies of each stream in a cluster (default 1)', parsePositive)
     .option('--max-changes <n>', 'changes per message at most (whole transactions; default 2000)', parsePositive)
+    .option('--scan-every <duration>', 'from a file, without --feed: how often to look for feeds created since, to relay them too', parseDurationOption, 5000)
     .addHelpText(
       'after',
       `
 Prints "tidemark relaying …" on stderr once started. A restarted relay continues after what the
-broker holds; several relays of one feed do not interleave (NATS: conditional publishing;
+broker holds; from a file without --feed, feeds created later are relayed too (from the start of
+their log) once found; several relays of one feed do not interleave (NATS: conditional publishing;
 RabbitMQ: one holds a lock queue, the others wait). See docs/brokers.md.
 ${examples([
   'tidemark relay shop.db --nats nats://127.0.0.1:4222',
@@ -62,6 +65,7 @@ ${examples([
         if (kind !== (options.nats !== undefined ? 'nats' : 'amqp')) throw new BadRequestError(`${url} is not a ${options.nats !== undefined ? 'NATS' : 'RabbitMQ'} URL`)
         let source: FeedSource
         let feeds = options.feed
+        let discover: { feeds: () => Promise<string[]>; everyMs?: number } | undefined
         if (/^https?:\/\//i.test(where)) {
           const { HttpFeedSource } = await import('../../transport/http/http-feed-source.js')
           const token = options.token ?? (process.env.TIDEMARK_TOKEN?.trim() || undefined)
@@ -69,11 +73,17 @@ ${examples([
           source = http
           if (!feeds) throw new BadRequestError('name the feeds to relay from a feed server with --feed <name>')
         } else {
-          store = await cli.openStore(where)
-          source = new LocalFeedSource(store)
-          feeds ??= (await store.listFeeds()).map((f) => f.name)
+          const opened = await cli.openStore(where)
+          store = opened
+          source = new LocalFeedSource(opened)
+          if (!feeds) {
+            // Every feed: those there now, and those created while it runs.
+            const list = async (): Promise<string[]> => (await opened.listFeeds()).map((f) => f.name)
+            feeds = await list()
+            discover = { feeds: list, ...(options.scanEvery !== undefined ? { everyMs: options.scanEvery } : {}) }
+          }
         }
-        if (feeds.length === 0) throw new BadRequestError(`${where} has no feed to relay`)
+        if (feeds.length === 0 && !discover) throw new BadRequestError(`${where} has no feed to relay`)
         for (const feed of feeds) await source.info(feed) // a mistyped feed is one error line, not a relay retrying for ever
         running = await relayFeeds({
           source,
@@ -82,8 +92,10 @@ ${examples([
           sink: { stream: { ...(options.maxAge !== undefined ? { maxAgeMs: options.maxAge } : {}), ...(options.streamReplicas !== undefined ? { replicas: options.streamReplicas } : {}) } },
           logger: log,
           ...(options.maxChanges !== undefined ? { maxChangesPerMessage: options.maxChanges } : {}),
+          ...(discover ? { discover } : {}),
         })
-        cli.note(`tidemark relaying ${feeds.map((f) => `"${f}"`).join(', ')} from ${where} to ${url.replace(/\/\/[^@/]*@/, '//')}`)
+        const named = feeds.length === 0 ? 'no feed yet' : feeds.map((f) => `"${f}"`).join(', ')
+        cli.note(`tidemark relaying ${named}${discover ? ' (and feeds created later)' : ''} from ${where} to ${url.replace(/\/\/[^@/]*@/, '//')}`)
         const signal = await Promise.race([stop.signalled, running.done.then(() => undefined)])
         if (signal !== undefined) log.info({ signal }, 'stopping')
       } finally {
