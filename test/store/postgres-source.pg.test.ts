@@ -138,6 +138,20 @@ describe('PostgreSQL source: the owner API and capture', () => {
     await close()
   })
 
+  it('long-polls on several feeds: a write from psql (no tidemark code runs) wakes the waiter of its feed only, through the watcher', async () => {
+    const { pool, store, close } = await fresh()
+    await pool.query('CREATE TABLE a (id integer PRIMARY KEY); CREATE TABLE b (id integer PRIMARY KEY)')
+    await store.track({ table: 'a', keyColumn: 'id' })
+    await store.track({ table: 'b', keyColumn: 'id' })
+    const onA = store.waitForChanges('a', 0, { timeoutMs: 10_000 })
+    const onB = store.waitForChanges('b', 0, { timeoutMs: 700 })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    await pool.query('INSERT INTO a VALUES (1), (2)')
+    assert.equal(await onA, 2)
+    assert.equal(await onB, 0)
+    await close()
+  })
+
   it('a transaction of 100,000 rows is sequenced whole and read in bounded pages', async () => {
     const { pool, store, close } = await fresh()
     await pool.query('CREATE TABLE big (id integer PRIMARY KEY, payload text)')

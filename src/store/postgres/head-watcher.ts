@@ -24,7 +24,7 @@ export class HeadWatcher {
   constructor(
     private readonly url: string,
     private readonly sequencer: Sequencer,
-    private readonly readHead: (feed: string) => Promise<number | undefined>,
+    private readonly readHeads: (feeds: string[]) => Promise<Map<string, number>>,
     private readonly logger: Logger,
     private readonly pollMs = 20,
   ) {}
@@ -68,17 +68,16 @@ export class HeadWatcher {
     this.timer.unref()
   }
 
+  /** Two queries whatever the number of feeds waited on, plus a sequencer pass for each with pending changes. */
   private async tick(): Promise<void> {
     if (!this.listener && !this.connecting) this.connecting = this.listen().finally(() => (this.connecting = undefined))
-    for (const feed of [...this.waiters.keys()]) {
-      try {
-        if (await this.sequencer.pending(feed)) await this.sequencer.run(feed, false)
-        const head = await this.readHead(feed)
-        if (head !== undefined) this.notify(feed, head)
-      } catch (error) {
-        // The database is away: waiters time out as usual, and the next tick tries again.
-        this.logger.debug({ err: error, feed }, 'long-poll tick failed')
-      }
+    const feeds = [...this.waiters.keys()]
+    try {
+      for (const feed of await this.sequencer.pendingFeeds(feeds)) await this.sequencer.run(feed, false)
+      for (const [feed, head] of await this.readHeads(feeds)) this.notify(feed, head)
+    } catch (error) {
+      // The database is away: waiters time out as usual, and the next tick tries again.
+      this.logger.debug({ err: error, feeds }, 'long-poll tick failed')
     }
   }
 

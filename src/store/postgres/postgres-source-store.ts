@@ -67,7 +67,7 @@ export class PostgresSourceStore implements SourceStore {
     this.location = redactUrl(url)
     this.sequencer = new Sequencer(pool)
     this.indexer = new PgIndexer(pool)
-    this.watcher = new HeadWatcher(url, this.sequencer, async (feed) => (await this.feedRowOrNone(feed))?.head, logger)
+    this.watcher = new HeadWatcher(url, this.sequencer, (feeds) => this.heads(feeds), logger)
   }
 
   /** Connects (failing fast with a clear error when the database is unreachable) and migrates. */
@@ -414,6 +414,11 @@ export class PostgresSourceStore implements SourceStore {
     await this.settle(feed)
     await this.feedRow(feed)
     await this.indexer.catchUp(feed)
+  }
+
+  private async heads(feeds: string[]): Promise<Map<string, number>> {
+    const { rows } = await this.pool.query<{ name: string; head: string }>('SELECT name, head FROM tidemark.feeds WHERE name = ANY($1::text[])', [feeds])
+    return new Map(rows.map((r) => [r.name, Number(r.head)]))
   }
 
   private async feedRowOrNone(name: string, db: pg.Pool | pg.ClientBase = this.pool): Promise<FeedRow | undefined> {

@@ -39,6 +39,13 @@ export class Sequencer {
     })
   }
 
+  /** Which of `feeds` have changes waiting to be sequenced: one scan of the queue for all of them. */
+  async pendingFeeds(feeds: string[]): Promise<string[]> {
+    if (feeds.length === 0) return []
+    const { rows } = await this.pool.query<{ feed: string }>('SELECT DISTINCT feed FROM tidemark.pending WHERE feed = ANY($1::text[])', [feeds])
+    return rows.map((r) => r.feed)
+  }
+
   /** Whether anything waits to be sequenced (a cheap check before opening a transaction). */
   async pending(feed: string): Promise<boolean> {
     const { rows } = await this.pool.query<{ any: boolean }>('SELECT EXISTS (SELECT 1 FROM tidemark.pending WHERE feed = $1) AS any', [feed])
