@@ -1,7 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3'
-import { hash } from 'node:crypto'
-import { DIGEST_BITS, ROW_HASH, hashToBuffer } from '../../digest/row-hash.js'
-import type { Seq } from '../../protocol/types.js'
+import { DIGEST_BITS, hashToBuffer } from '../../digest/row-hash.js'
 import type { DigestLeaf } from '../store.js'
 
 const BUCKETS = 2 ** DIGEST_BITS
@@ -15,15 +13,6 @@ const DELTA_BYTES = 24
  * read adds up in tens of milliseconds.
  */
 export const FOLD_AT = 1024 * 1024
-
-/**
- * `rowHash` (digest/row-hash.ts) as 32 hex digits: the same hash of the same input, which the write
- * path stores as a blob and adds up in 32-bit limbs without the bigint that `rowHash` returns (a
- * test keeps the two equal).
- */
-export function rowHashHex(key: string, seq: Seq, dataText: string): string {
-  return hash(ROW_HASH, `${key}\u0000${seq}\u0000${dataText}`, 'hex')
-}
 
 /**
  * A replica's digest on SQLite: per generation and bucket, the count and sum of its live rows'
