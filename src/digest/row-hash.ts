@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import type { Seq } from '../protocol/types.js'
+import { MD5_PADDING, md5Into } from './md5.js'
 
 /**
  * The digest's hashes. MD5 is used as a fast, well-spread 128-bit checksum, not for security: the
@@ -30,6 +31,56 @@ export function rowHashHex(key: string, seq: Seq, dataText: string): string {
 /** The leaf bucket of a key: its hash's leading DIGEST_BITS bits. */
 export function bucketOf(key: string): number {
   return Number.parseInt(hash(ROW_HASH, key, 'hex').slice(0, DIGEST_BITS / 4), 16)
+}
+
+/**
+ * rowHash and bucketOf computed from UTF-8 bytes already in a buffer (a bulk writer's output, where
+ * the key and data were just encoded): the same values, with MD5 in JavaScript over one reused
+ * buffer instead of a string built, copied and hashed natively per row (md5.ts says why).
+ */
+export class RowHasher {
+  private m = new Uint8Array(1024)
+  private readonly digest = new Uint8Array(16)
+  private readonly digits = new Uint8Array(24)
+
+  /** Writes H(key, seq, data) to `out[at … at + 16)`; the key's bytes are `src[keyAt … keyAt + keyLength)`, the data's likewise. */
+  hashInto(src: Uint8Array, keyAt: number, keyLength: number, seq: Seq, dataAt: number, dataLength: number, out: Uint8Array, at: number): void {
+    const m = this.room(keyLength + dataLength + this.digits.length + 2)
+    let o = copy(src, keyAt, keyLength, m, 0)
+    m[o++] = 0
+    // The seq's decimal digits, as `${seq}` writes them.
+    const digits = this.digits
+    let v = seq
+    let d = 0
+    do {
+      digits[d++] = 48 + (v % 10)
+      v = Math.floor(v / 10)
+    } while (v > 0)
+    while (d > 0) m[o++] = digits[--d]!
+    m[o++] = 0
+    o = copy(src, dataAt, dataLength, m, o)
+    md5Into(m, o, out, at)
+  }
+
+  /** The leaf bucket of the key whose bytes are `src[keyAt … keyAt + keyLength)`. */
+  bucket(src: Uint8Array, keyAt: number, keyLength: number): number {
+    const m = this.room(keyLength)
+    copy(src, keyAt, keyLength, m, 0)
+    md5Into(m, keyLength, this.digest, 0)
+    return (((this.digest[0] as number) << 8) | (this.digest[1] as number)) >>> (16 - DIGEST_BITS)
+  }
+
+  private room(length: number): Uint8Array {
+    if (this.m.length < length + MD5_PADDING) this.m = new Uint8Array(2 * (length + MD5_PADDING))
+    return this.m
+  }
+}
+
+/** Copies `length` bytes; a plain loop for short runs (most keys and rows), where a native call costs more. */
+function copy(src: Uint8Array, from: number, length: number, to: Uint8Array, at: number): number {
+  if (length > 256) to.set(src.subarray(from, from + length), at)
+  else for (let i = 0; i < length; i++) to[at + i] = src[from + i]!
+  return at + length
 }
 
 export function addHash(sum: bigint, h: bigint): bigint {

@@ -60,7 +60,7 @@ describe('PostgresReplicaStore bootstrap (PostgreSQL only)', () => {
       )
     ).rows.map((r) => r.indexname)
 
-  it('a bootstrap resumed by another process sums its digest from the stored rows; each current generation has its bucket index, and only it', async () => {
+  it('a bootstrap resumed by another process sums its digest from the stored rows; each current generation gets its bucket index after the swap, and only it', async () => {
     const url = await pgDatabase()
     const pool = new pg.Pool({ connectionString: url })
     let store = await PostgresReplicaStore.open(url)
@@ -76,6 +76,9 @@ describe('PostgresReplicaStore bootstrap (PostgreSQL only)', () => {
       await store.finishBootstrap('r')
       const first = rows(1, 500)
       assert.deepEqual((await store.digestLeaves('r')).leaves, expected(first))
+      // The swap does not wait for the bucket index; the replicator builds it right after, with its garbage collection.
+      assert.deepEqual(await bucketIndexes(pool), [])
+      await store.collectGarbage('r')
       assert.deepEqual(await bucketIndexes(pool), [bucketIndexName('r', 1)])
       // Reconciliation reads one bucket's keys through the index.
       const bucket = bucketOf('k00042')
@@ -96,6 +99,42 @@ describe('PostgresReplicaStore bootstrap (PostgreSQL only)', () => {
       assert.deepEqual((await store.rehash('r')).wrongBuckets, 0)
       await store.collectGarbage('r')
       assert.deepEqual(await bucketIndexes(pool), [bucketIndexName('r', 2)])
+    } finally {
+      await store.close()
+      await pool.end()
+    }
+  })
+  it('reconciliation reads buckets rightly without the bucket index, and an index a failed build left invalid is built again', async () => {
+    const url = await pgDatabase()
+    const pool = new pg.Pool({ connectionString: url })
+    const store = await PostgresReplicaStore.open(url)
+    try {
+      await store.claim('r', 'f', 'http://source.test')
+      await store.beginBootstrap('r', 'e1', 0)
+      const all = rows(1, 400)
+      await store.writeSnapshotChunk('r', all, { afterKey: 'k00400', readHead: 0, done: true })
+      await store.finishBootstrap('r')
+      const bucket = bucketOf('k00042')
+      const want = all.filter((r) => bucketOf(r.key) === bucket).map((r) => r.key)
+      // No index yet (the replicator has not come by): read anyway, and the read starts the build.
+      const [before] = await store.bucketEntries('r', [bucket])
+      assert.deepEqual(before?.entries.map((e) => e.key), want)
+      // A build that failed leaves an invalid index of the same name: it must not count as built.
+      await store.collectGarbage('r')
+      await pool.query(`UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'tidemark.${bucketIndexName('r', 1)}'::regclass`)
+      // Another process (which has not seen the index valid) takes the replica over.
+      await store.release('r')
+      const other = await PostgresReplicaStore.open(url)
+      try {
+        await other.claim('r', 'f', 'http://source.test')
+        await other.collectGarbage('r')
+      } finally {
+        await other.close()
+      }
+      const { rows: valid } = await pool.query<{ valid: boolean }>(`SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'tidemark.${bucketIndexName('r', 1)}'::regclass`)
+      assert.deepEqual(valid, [{ valid: true }])
+      const [after] = await store.bucketEntries('r', [bucket])
+      assert.deepEqual(after?.entries.map((e) => e.key), want)
     } finally {
       await store.close()
       await pool.end()

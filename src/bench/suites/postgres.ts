@@ -118,6 +118,14 @@ async function replicationFigures(ctx: BenchContext, a: Cluster, b: Cluster, siz
   try {
     await source.track({ table: 'big', keyColumn: 'id' })
     await source.maintain()
+    // Let both clusters settle before anything is timed: right after a million rows were loaded,
+    // captured and indexed, autovacuum and the first readers' hint-bit writes compete with whatever
+    // runs next (a bootstrap measured then took 2–3 times as long, and so did logical replication's
+    // sync). A replica joining late meets vacuumed tables, as does logical replication here.
+    ctx.log('postgres: VACUUM ANALYZE and CHECKPOINT on both clusters (not timed)')
+    await execSql(srcUrl, 'VACUUM ANALYZE')
+    await execSql(srcUrl, 'CHECKPOINT')
+    await execSql(db(b, 'tm'), 'CHECKPOINT')
 
     // tidemark: a replica bootstrapped from the source's state, in-process (no HTTP in between).
     ctx.log('postgres: tidemark bootstrap')

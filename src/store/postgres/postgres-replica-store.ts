@@ -3,7 +3,7 @@ import { hostname } from 'node:os'
 import type pg from 'pg'
 import { DigestTree } from '../../digest/digest-tree.js'
 import { applyDelta, type BucketDelta } from '../../digest/fold.js'
-import { addHash, bucketOf, bufferToHash, DIGEST_BITS, hashToBuffer, rowHash, rowHashHex } from '../../digest/row-hash.js'
+import { addHash, bucketOf, bufferToHash, DIGEST_BITS, hashToBuffer, rowHash } from '../../digest/row-hash.js'
 import { ApplyFailedError, BadRequestError, ConflictError, StoreUnavailableError } from '../../errors.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { compareKeys } from '../../protocol/key-order.js'
@@ -13,9 +13,9 @@ import type { ApplyContext, ApplyHook, BootstrapProgress, ClaimOptions, RehashRe
 import { checkLease, DEFAULT_LEASE_MS, describeOwner } from '../replica-lease.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { createPool, inTransaction, redactUrl, translatePgError } from './connection.js'
-import { copyIntoGeneration, type GenRow } from './replica-copy.js'
+import { copyIntoGeneration } from './replica-copy.js'
 import { DigestSums } from './replica-digest-sums.js'
-import { createBucketIndex, dropBucketIndexes, migrateReplica } from './replica-schema.js'
+import { dropBucketIndexes, ensureBucketIndex, migrateReplica } from './replica-schema.js'
 import { changeText, checkRepairAt, checkReplicaName, checkUpTo, ownerOf, progressOf, repairVersion, rowText, toState, type ReplicaRow } from '../replica-row.js'
 
 const DIFF_PAGE = 1000
@@ -70,6 +70,8 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
    * leaves when next asked for.
    */
   private readonly trees = new Map<string, { gen: number; tree: DigestTree }>()
+  /** Generations (`gen NUL name`) whose bucket index this instance has seen valid. */
+  private readonly bucketIndexes = new Set<string>()
   /** Writes begun and under way: a tree read from the database is kept only if none overlapped the read. */
   private writesBegun = 0
   private writesInFlight = 0
@@ -297,15 +299,8 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       const r = await this.owned(client, name)
       const p = bootstrapping(r)
       let keysDelta: number
-      const copy = await copyable(client, name, p.gen, rows)
-      if (copy !== undefined) {
-        await copyIntoGeneration(client, name, p.gen, copy.rows)
-        keysDelta = 0
-        copy.hashes.forEach((h, i) => {
-          if (h === null) return
-          keysDelta++
-          sums?.add((copy.rows[i] as GenRow).bucket, h)
-        })
+      if (await copyable(client, name, p.gen, rows)) {
+        keysDelta = await copyIntoGeneration(client, name, p.gen, rows, sums)
       } else {
         const w = new GenWriter(client, name, p.gen, true)
         await w.insertAll(rows)
@@ -374,7 +369,6 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       if (hook) await this.diff(client, name, r.gen === 0 ? (r.previous_gen ?? 0) : r.gen, p, hook)
       const sums = held !== undefined && held.gen === p.gen && held.keys === Number(r.bootstrap_keys) ? held : await sumDigest(client, name, p.gen)
       await sums.write(client, name)
-      await createBucketIndex(client, name, p.gen)
       const now = this.clock()
       const { rows } = await client.query<ReplicaRow>(
         `UPDATE ${R} SET gen = $1, epoch = $2, seq = $3, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, previous_gen = NULL,
@@ -420,6 +414,9 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   }
 
   async collectGarbage(name: string): Promise<number> {
+    // First the current generation's bucket index, which a bootstrap's swap leaves to be built here.
+    const { gen: current } = await this.guard(() => this.known(name))
+    if (current > 0) await this.bucketIndex(name, current)
     let total = 0
     let kept: number[] | undefined
     for (;;) {
@@ -607,6 +604,13 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     for (const b of buckets) {
       if (!Number.isSafeInteger(b) || b < 0 || b >= 2 ** DIGEST_BITS) throw new BadRequestError(`bucket ${b} is not a leaf bucket (0 to ${2 ** DIGEST_BITS - 1})`)
     }
+    const { gen } = await this.guard(() => this.known(name))
+    // Missing only between a bootstrap's swap and the replicator building it (or after a crash in
+    // between): build it in the background and read without it meanwhile rather than wait, since
+    // a concurrent build waits for every older transaction to end.
+    if (gen > 0 && !this.bucketIndexes.has(`${gen}\u0000${name}`)) {
+      this.bucketIndex(name, gen).catch((error: unknown) => this.logger.warn({ replica: name, err: error }, `replica "${name}": building its bucket index failed: ${String(error)}`))
+    }
     return this.guard(() =>
       inTransaction(
         this.pool,
@@ -631,6 +635,13 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
       ),
     )
+  }
+
+  /** Makes sure generation `gen` of `name` has its bucket index (see ensureBucketIndex). */
+  private async bucketIndex(name: string, gen: number): Promise<void> {
+    const id = `${gen}\u0000${name}`
+    if (this.bucketIndexes.has(id)) return
+    if (await this.guard(() => ensureBucketIndex(this.pool, name, gen))) this.bucketIndexes.add(id)
   }
 
   async recordRun(name: string, run: ReconcileRun): Promise<number> {
@@ -948,7 +959,7 @@ async function sumDigest(client: pg.ClientBase, name: string, gen: number): Prom
       `SELECT key, bucket, hash FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND hash IS NOT NULL ORDER BY key LIMIT 10000`,
       [name, gen, after],
     )
-    for (const r of rows) sums.add(r.bucket, bufferToHash(r.hash))
+    for (const r of rows) sums.add(r.bucket, r.hash)
     if (rows.length < 10000) break
     after = (rows[rows.length - 1] as { key: string }).key
   }
@@ -956,25 +967,17 @@ async function sumDigest(client: pg.ClientBase, name: string, gen: number): Prom
 }
 
 /**
- * Snapshot rows as generation rows for a COPY when the COPY cannot meet a key the generation
- * holds: keys strictly ascending and none in the generation between the first and the last.
+ * Whether snapshot rows can go in with a COPY, which cannot meet a key the generation holds: keys
+ * strictly ascending and none in the generation between the first and the last.
  */
-async function copyable(client: pg.ClientBase, name: string, gen: number, rows: StateRow[]): Promise<{ rows: GenRow[]; hashes: Array<bigint | null> } | undefined> {
-  if (rows.length === 0) return { rows: [], hashes: [] }
-  for (let i = 1; i < rows.length; i++) if (compareKeys((rows[i - 1] as StateRow).key, (rows[i] as StateRow).key) >= 0) return undefined
+async function copyable(client: pg.ClientBase, name: string, gen: number, rows: StateRow[]): Promise<boolean> {
+  if (rows.length === 0) return true
+  for (let i = 1; i < rows.length; i++) if (compareKeys((rows[i - 1] as StateRow).key, (rows[i] as StateRow).key) >= 0) return false
   const { rows: held } = await client.query<{ any: boolean }>(
     `SELECT EXISTS (SELECT 1 FROM ${W} WHERE name = $1 AND gen = $2 AND key >= $3 AND key <= $4) AS any`,
     [name, gen, (rows[0] as StateRow).key, (rows[rows.length - 1] as StateRow).key],
   )
-  if (held[0]?.any) return undefined
-  const hashes: Array<bigint | null> = []
-  const copy = rows.map((r): GenRow => {
-    const text = rowText(r)
-    const hex = text === null ? null : rowHashHex(r.key, r.seq, text)
-    hashes.push(hex === null ? null : BigInt(`0x${hex}`))
-    return { key: r.key, seq: r.seq, data: text, hash: hex, bucket: bucketOf(r.key) }
-  })
-  return { rows: copy, hashes }
+  return held[0]?.any !== true
 }
 
 async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: pg.ClientBase, cause: ApplyContext['cause']): Promise<void> {

@@ -4,25 +4,41 @@ import { DIGEST_BITS, hashToBuffer } from '../../digest/row-hash.js'
 
 const LEAVES = 2 ** DIGEST_BITS
 const MASK_128 = (1n << 128n) - 1n
+/** Lane adds per bucket before the lanes are folded into the bucket's sum: each lane stays below 2^52, exact in a double. */
+const FOLD_EVERY = 2 ** 20
 
 /**
  * A generation's digest leaves summed in memory: count and sum (mod 2^128) per bucket. A bootstrap
- * adds each chunk's rows as the chunk commits, so that finishBootstrap writes the digest at once
- * instead of reading every row's hash back; finishBootstrap also sums a generation's stored hashes
- * into one when the bootstrap was not all written by this store instance (a resumed bootstrap).
+ * adds each chunk's rows as the chunk is copied (the chunk's transaction decides whether the sums
+ * are kept), so that finishBootstrap writes the digest at once instead of reading every row's hash
+ * back; finishBootstrap also sums a generation's stored hashes into one when the bootstrap was not
+ * all written by this store instance (a resumed bootstrap).
+ *
+ * Hashes are added as four 32-bit lanes read straight from the bytes they are stored as (no BigInt
+ * per row: a million-row bootstrap adds a million of them), carried into the 128-bit sum only when
+ * the sums are written or a lane could lose precision.
  */
 export class DigestSums {
   /** Live rows counted (the generation's keys). */
   keys = 0
   private readonly counts = new Float64Array(LEAVES)
   private readonly sums: bigint[] = new Array<bigint>(LEAVES).fill(0n)
+  private readonly lanes = new Float64Array(LEAVES * 4)
+  private readonly laneAdds = new Uint32Array(LEAVES)
 
   constructor(readonly gen: number) {}
 
-  add(bucket: number, hash: bigint): void {
+  /** Counts a live row whose 16-byte hash is `hash[at … at + 16)`, big-endian. */
+  add(bucket: number, hash: Uint8Array, at = 0): void {
+    const l = bucket * 4
+    const h = hash
+    this.lanes[l]! += ((h[at]! << 24) | (h[at + 1]! << 16) | (h[at + 2]! << 8) | h[at + 3]!) >>> 0
+    this.lanes[l + 1]! += ((h[at + 4]! << 24) | (h[at + 5]! << 16) | (h[at + 6]! << 8) | h[at + 7]!) >>> 0
+    this.lanes[l + 2]! += ((h[at + 8]! << 24) | (h[at + 9]! << 16) | (h[at + 10]! << 8) | h[at + 11]!) >>> 0
+    this.lanes[l + 3]! += ((h[at + 12]! << 24) | (h[at + 13]! << 16) | (h[at + 14]! << 8) | h[at + 15]!) >>> 0
     this.counts[bucket]! += 1
-    this.sums[bucket]! += hash
     this.keys++
+    if (++this.laneAdds[bucket]! >= FOLD_EVERY) this.fold(bucket)
   }
 
   /** Adds what a GenWriter accounted (its rows' old versions subtracted, new ones added). */
@@ -42,6 +58,7 @@ export class DigestSums {
     for (let b = 0; b < LEAVES; b++) {
       const count = this.counts[b] as number
       if (count === 0) continue
+      this.fold(b)
       buckets.push(b)
       counts.push(count)
       // Subtractions may leave the running sum negative or past 2^128: reduce it here, once.
@@ -52,5 +69,19 @@ export class DigestSums {
       'INSERT INTO tidemark.replica_digest (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])',
       [name, this.gen, buckets, counts, sums],
     )
+  }
+
+  private fold(bucket: number): void {
+    if (this.laneAdds[bucket] === 0) return
+    const l = bucket * 4
+    const lanes = this.lanes
+    this.sums[bucket] =
+      (this.sums[bucket] as bigint) +
+      (BigInt(lanes[l] as number) << 96n) +
+      (BigInt(lanes[l + 1] as number) << 64n) +
+      (BigInt(lanes[l + 2] as number) << 32n) +
+      BigInt(lanes[l + 3] as number)
+    lanes.fill(0, l, l + 4)
+    this.laneAdds[bucket] = 0
   }
 }

@@ -13,7 +13,7 @@ import { runMigrations } from './schema.js'
  *   SELECT data::jsonb ->> 'email' FROM tidemark.replica_current WHERE name = 'customers' AND key = $1
  *
  * Schema 2: the index of keys by digest bucket (for reconciliation) is one partial index per
- * current generation, built when a bootstrap makes its generation current, instead of one index
+ * current generation, built (concurrently) once a bootstrap has made its generation current, instead of one index
  * over every row maintained row by row: snapshot rows arrive in key order, so the primary key
  * grows at its end, but their buckets are random and cost a random index insertion each (most of
  * a bootstrap's time on PostgreSQL before). Pages are filled to 85 %: a live update then finds
@@ -107,14 +107,38 @@ function bucketIndexPrefix(name: string): string {
 }
 
 /**
- * Builds the bucket index of a generation that becomes current, inside the caller's transaction
- * (other replicas in the same database wait to write meanwhile; readers do not).
+ * Builds the bucket index of generation `gen` of replica `name` if it is missing, without blocking
+ * writers: the generation is already current (a bootstrap's swap does not wait for it; the
+ * replicator builds it right after, and a reconciliation reading buckets first makes sure of it).
+ * One process builds it at a time (a session advisory lock); an index left invalid by a build that
+ * failed is dropped and built again. Returns whether the index is there and usable.
  */
-export async function createBucketIndex(client: pg.ClientBase, name: string, gen: number): Promise<void> {
+export async function ensureBucketIndex(pool: pg.Pool, name: string, gen: number): Promise<boolean> {
   if (!Number.isSafeInteger(gen)) throw new Error(`generation ${gen} is not a whole number`)
-  await client.query(
-    `CREATE INDEX IF NOT EXISTS ${bucketIndexName(name, gen)} ON tidemark.replica_rows (bucket, key) WHERE name = '${name.replaceAll("'", "''")}' AND gen = ${gen}`,
-  )
+  const index = bucketIndexName(name, gen)
+  const client = await pool.connect()
+  try {
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(3, hashtext($1)) AS locked', [index])
+    // Another process is building it: the caller reads without it meanwhile (slower, as correct).
+    if (rows[0]?.locked !== true) return false
+    try {
+      const { rows: found } = await client.query<{ valid: boolean }>(
+        `SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'tidemark' AND c.relname = $1`,
+        [index],
+      )
+      if (found[0]?.valid === true) return true
+      if (found[0] !== undefined) await client.query(`DROP INDEX CONCURRENTLY IF EXISTS tidemark.${index}`)
+      await client.query(
+        `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${index} ON tidemark.replica_rows (bucket, key) WHERE name = '${name.replaceAll("'", "''")}' AND gen = ${gen}`,
+      )
+      return true
+    } finally {
+      await client.query('SELECT pg_advisory_unlock(3, hashtext($1))', [index])
+    }
+  } finally {
+    client.release()
+  }
 }
 
 /** Drops the bucket indexes of the generations of `name` other than `keep` (after their rows have gone). */
