@@ -244,12 +244,14 @@ export class PostgresSourceStore implements SourceStore {
 
   snapshot(feed: string, after: string | null, limit: number): Promise<SnapshotChunk> {
     return this.atDigest(feed, async (client, head) => {
+      // Rows as arrays: no object with named fields built per row only to be copied into a StoredRow.
       const rows = (
-        await client.query<{ key: string; seq: number; data: string }>(
-          'SELECT key, seq, data FROM tidemark.state WHERE feed = $1 AND key > $2 AND data IS NOT NULL ORDER BY key LIMIT $3',
-          [feed, after ?? '', limit + 1],
-        )
-      ).rows.map((r) => new StoredRow(r.key, r.seq, r.data))
+        await client.query<[string, number, string]>({
+          text: 'SELECT key, seq, data FROM tidemark.state WHERE feed = $1 AND key > $2 AND data IS NOT NULL ORDER BY key LIMIT $3',
+          values: [feed, after ?? '', limit + 1],
+          rowMode: 'array',
+        })
+      ).rows.map((r) => new StoredRow(r[0], r[1], r[2]))
       const done = rows.length <= limit
       if (!done) rows.pop()
       return { head, rows, last: rows.length > 0 ? (rows[rows.length - 1] as StoredRow).key : after, done }

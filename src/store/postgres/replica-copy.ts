@@ -8,7 +8,7 @@ import { rowText } from '../replica-row.js'
 import type { DigestSums } from './replica-digest-sums.js'
 
 /** PostgreSQL's binary COPY header: signature, flags, header extension length. */
-const HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)])
+export const COPY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)])
 const FIELDS = 7
 /**
  * Rows per buffer handed to the COPY stream. Small enough that the server stores the first rows
@@ -28,22 +28,32 @@ export async function copyIntoGeneration(client: pg.ClientBase, name: string, ge
   if (rows.length === 0) return 0
   const written = { keys: 0 }
   const stream = client.query(copyFrom('COPY tidemark.replica_rows (name, gen, key, seq, data, hash, bucket) FROM STDIN (FORMAT binary)'))
-  await pipeline(Readable.from(encode(name, gen, rows, sums, written)), stream)
+  // One buffer encoded ahead at most (a readable's default is 16): the COPY stream holds what it is
+  // given until the server has answered the COPY command, and every buffer encoded meanwhile would
+  // reach the server at once, after all of them were hashed, instead of one by one as they are.
+  await pipeline(Readable.from(encode(name, gen, rows, sums, written), { highWaterMark: 1 }), stream)
   return written.keys
 }
 
 function* encode(name: string, gen: number, rows: StateRow[], sums: DigestSums | undefined, written: { keys: number }): Generator<Buffer> {
+  // What every row starts with: the field count, the name and the generation.
   const nameBytes = Buffer.from(name)
+  const prefix = Buffer.alloc(2 + 4 + nameBytes.length + 4 + 4)
+  prefix.writeInt16BE(FIELDS, 0)
+  prefix.writeInt32BE(nameBytes.length, 2)
+  nameBytes.copy(prefix, 6)
+  prefix.writeInt32BE(4, 6 + nameBytes.length)
+  prefix.writeInt32BE(gen, 10 + nameBytes.length)
   const hasher = new RowHasher()
-  // field count; name, gen, key, seq, data, hash, bucket: each a 4-byte length and its bytes
-  const fixed = 2 + 4 * FIELDS + nameBytes.length + 4 + 8 + 16 + 4
+  // then key, seq, data, hash, bucket: each a 4-byte length and its bytes
+  const fixed = prefix.length + 4 * 5 + 8 + 16 + 4
   for (let start = 0; start < rows.length; start += ROWS_PER_BUFFER) {
     const end = Math.min(rows.length, start + ROWS_PER_BUFFER)
     const first = start === 0
     const last = end === rows.length
     const texts: Array<string | null> = []
     // UTF-8 takes at most 3 bytes per UTF-16 unit: room enough without measuring each string first.
-    let size = (first ? HEADER.length : 0) + (last ? 2 : 0)
+    let size = (first ? COPY_HEADER.length : 0) + (last ? 2 : 0)
     for (let i = start; i < end; i++) {
       const r = rows[i] as StateRow
       const text = rowText(r)
@@ -52,47 +62,53 @@ function* encode(name: string, gen: number, rows: StateRow[], sums: DigestSums |
     }
     const b = Buffer.allocUnsafe(size)
     let o = 0
-    if (first) o += HEADER.copy(b, 0)
+    if (first) o += COPY_HEADER.copy(b, 0)
     for (let i = start; i < end; i++) {
       const r = rows[i] as StateRow
       const text = texts[i - start] as string | null
-      o = b.writeInt16BE(FIELDS, o)
-      o = b.writeInt32BE(nameBytes.length, o)
-      o += nameBytes.copy(b, o)
-      o = b.writeInt32BE(4, o)
-      o = b.writeInt32BE(gen, o)
+      for (let j = 0; j < prefix.length; j++) b[o + j] = prefix[j] as number
+      o += prefix.length
       const keyAt = o + 4
       o = writeText(b, o, r.key)
       const keyLength = o - keyAt
-      o = b.writeInt32BE(8, o)
+      o = int32(b, o, 8)
       // A seq is a safe integer: two 32-bit halves, without a BigInt per row.
-      o = b.writeUInt32BE(Math.floor(r.seq / 2 ** 32), o)
-      o = b.writeUInt32BE(r.seq >>> 0, o)
+      o = int32(b, o, Math.floor(r.seq / 2 ** 32))
+      o = int32(b, o, r.seq >>> 0)
       // Hash and bucket from the bytes just written (RowHasher), the hash straight into its field.
       const bucket = hasher.bucket(b, keyAt, keyLength)
       if (text === null) {
-        o = b.writeInt32BE(-1, o)
-        o = b.writeInt32BE(-1, o)
+        o = int32(b, o, -1)
+        o = int32(b, o, -1)
       } else {
         const dataAt = o + 4
         o = writeText(b, o, text)
-        o = b.writeInt32BE(16, o)
+        o = int32(b, o, 16)
         hasher.hashInto(b, keyAt, keyLength, r.seq, dataAt, o - 4 - dataAt, b, o)
         sums?.add(bucket, b, o)
         written.keys++
         o += 16
       }
-      o = b.writeInt32BE(4, o)
-      o = b.writeInt32BE(bucket, o)
+      o = int32(b, o, 4)
+      o = int32(b, o, bucket)
     }
     if (last) o = b.writeInt16BE(-1, o)
     yield b.subarray(0, o)
   }
 }
 
+/** A 32-bit integer, big-endian (what Buffer#writeInt32BE does, without its checks: the room is reserved). */
+function int32(b: Buffer, o: number, v: number): number {
+  b[o] = v >>> 24
+  b[o + 1] = v >>> 16
+  b[o + 2] = v >>> 8
+  b[o + 3] = v
+  return o + 4
+}
+
 /** A text field: its UTF-8 bytes after their length. */
 function writeText(b: Buffer, o: number, s: string): number {
   const n = b.write(s, o + 4)
-  b.writeInt32BE(n, o)
+  int32(b, o, n)
   return o + 4 + n
 }

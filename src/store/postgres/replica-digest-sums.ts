@@ -1,6 +1,10 @@
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type pg from 'pg'
+import { from as copyFrom } from 'pg-copy-streams'
 import type { BucketDelta } from '../../digest/fold.js'
 import { DIGEST_BITS, hashToBuffer } from '../../digest/row-hash.js'
+import { COPY_HEADER } from './replica-copy.js'
 
 const LEAVES = 2 ** DIGEST_BITS
 const MASK_128 = (1n << 128n) - 1n
@@ -50,25 +54,58 @@ export class DigestSums {
     this.keys += keysDelta
   }
 
-  /** Replaces generation `gen`'s stored digest of replica `name` with these sums. */
+  /** Replaces generation `gen`'s stored digest of replica `name` with these sums (one binary COPY: up to 65,536 rows). */
   async write(client: pg.ClientBase, name: string): Promise<void> {
-    const buckets: number[] = []
-    const counts: number[] = []
-    const sums: Buffer[] = []
-    for (let b = 0; b < LEAVES; b++) {
-      const count = this.counts[b] as number
-      if (count === 0) continue
-      this.fold(b)
-      buckets.push(b)
-      counts.push(count)
-      // Subtractions may leave the running sum negative or past 2^128: reduce it here, once.
-      sums.push(hashToBuffer((((this.sums[b] as bigint) % (MASK_128 + 1n)) + MASK_128 + 1n) & MASK_128))
+    const nameBytes = Buffer.from(name)
+    const rowSize = 2 + 4 * 5 + nameBytes.length + 4 + 4 + 8 + 16
+    const b = Buffer.allocUnsafe(COPY_HEADER.length + LEAVES * rowSize + 2)
+    let o = COPY_HEADER.copy(b, 0)
+    for (const leaf of this.leaves()) {
+      o = b.writeInt16BE(5, o)
+      o = b.writeInt32BE(nameBytes.length, o)
+      o += nameBytes.copy(b, o)
+      o = b.writeInt32BE(4, o)
+      o = b.writeInt32BE(this.gen, o)
+      o = b.writeInt32BE(4, o)
+      o = b.writeInt32BE(leaf.bucket, o)
+      o = b.writeInt32BE(8, o)
+      o = b.writeUInt32BE(Math.floor(leaf.count / 2 ** 32), o)
+      o = b.writeUInt32BE(leaf.count >>> 0, o)
+      o = b.writeInt32BE(16, o)
+      o += leaf.sum.copy(b, o)
     }
+    o = b.writeInt16BE(-1, o)
     await client.query('DELETE FROM tidemark.replica_digest WHERE name = $1 AND gen = $2', [name, this.gen])
-    await client.query(
-      'INSERT INTO tidemark.replica_digest (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])',
-      [name, this.gen, buckets, counts, sums],
-    )
+    await pipeline(Readable.from([b.subarray(0, o)]), client.query(copyFrom('COPY tidemark.replica_digest (name, gen, bucket, count, sum) FROM STDIN (FORMAT binary)')))
+  }
+
+  /** Each bucket holding rows, in bucket order: its count and its sum mod 2^128 (16 bytes, big-endian). */
+  *leaves(): Generator<{ bucket: number; count: number; sum: Buffer }> {
+    for (let bucket = 0; bucket < LEAVES; bucket++) {
+      const count = this.counts[bucket] as number
+      if (count === 0) continue
+      const sum = Buffer.allocUnsafe(16)
+      this.sumInto(bucket, sum, 0)
+      yield { bucket, count, sum }
+    }
+  }
+
+  /** The bucket's sum mod 2^128 as 16 bytes, big-endian, at `out[at]`: the lanes carried in plain numbers unless merges left a BigInt part. */
+  private sumInto(bucket: number, out: Buffer, at: number): void {
+    if (this.sums[bucket] !== 0n) {
+      this.fold(bucket)
+      // Subtractions may leave the running sum negative or past 2^128: reduce it here, once.
+      hashToBuffer((((this.sums[bucket] as bigint) % (MASK_128 + 1n)) + MASK_128 + 1n) & MASK_128).copy(out, at)
+      return
+    }
+    const l = bucket * 4
+    let carry = 0
+    for (let i = 3; i >= 0; i--) {
+      const v = (this.lanes[l + i] as number) + carry
+      const low = v % 2 ** 32
+      carry = (v - low) / 2 ** 32
+      out.writeUInt32BE(low, at + 4 * i)
+    }
   }
 
   private fold(bucket: number): void {
