@@ -10,8 +10,8 @@
  * machine, which bounds the aggregate rate any number of replicas can reach on its cores.
  */
 import type { ChildProcess } from 'node:child_process'
-import { execFileSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
+import { processCpuMs } from '../process-cpu.js'
 import { fileURLToPath } from 'node:url'
 import { jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { connect as natsConnect } from '@nats-io/transport-node'
@@ -243,17 +243,3 @@ function brokerProcess(run: FanOutRun): number | undefined {
   return found.length === 1 ? found[0] : undefined
 }
 
-let ticksPerSecond: number | undefined
-
-/** A process's CPU time so far (user + system), in ms, from /proc/<pid>/stat. */
-function processCpuMs(pid: number): number | undefined {
-  try {
-    ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // Fields after the command name (which may hold spaces, and ends with ')'): utime and stime are the 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond
-  } catch {
-    return undefined
-  }
-}

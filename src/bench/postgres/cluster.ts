@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { processTreeCpuMs } from '../process-cpu.js'
 
 /**
  * A throwaway PostgreSQL cluster (for the bench, and for the tests) started from the installed binaries (Debian's postgresql
@@ -16,6 +17,8 @@ export interface Cluster {
   dataDir: string
   restart(): void
   stop(): void
+  /** CPU time (ms) of the server's processes so far, those that have exited included; undefined without /proc. */
+  cpuMs(): number | undefined
 }
 
 function binDir(): string | undefined {
@@ -73,6 +76,13 @@ export async function startCluster(settings: Record<string, string> = {}): Promi
     port,
     dataDir,
     restart: () => ctl(['-m', 'fast', '-o', options, 'restart']),
+    cpuMs: () => {
+      try {
+        return processTreeCpuMs(Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]))
+      } catch {
+        return undefined
+      }
+    },
     stop: () => {
       if (stopped) return
       stopped = true

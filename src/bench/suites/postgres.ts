@@ -12,7 +12,7 @@
 import { createReplica } from '../../replica/replica.js'
 import { PostgresReplicaStore } from '../../store/postgres/postgres-replica-store.js'
 import { PostgresSourceStore } from '../../store/postgres/postgres-source-store.js'
-import { execSql, ownerLoad, queryNumber, writeBurst } from '../../store/postgres/bench-support.js'
+import { execSql, numberQueries, ownerLoad, queryNumber, writeBurst } from '../../store/postgres/bench-support.js'
 import { LocalFeedSource } from '../../transport/local-feed-source.js'
 import { atLeast, atMost, gc, median } from '../harness.js'
 import { startCluster, type Cluster } from '../postgres/cluster.js'
@@ -33,6 +33,23 @@ const QUICK: Sizes = { writeMs: 1500, writeRounds: 1, bootstrapRows: 20_000, str
 const MAINTAIN_EVERY_MS = 1000
 const TABLE = '(id integer PRIMARY KEY, name text NOT NULL, n integer NOT NULL)'
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** CPU spent from now on by this process and the two clusters (ms each, and their sum). */
+function cpuMeter(a: Cluster, b: Cluster): () => { node: number; a?: number; b?: number; total?: number } {
+  const node0 = process.cpuUsage()
+  const a0 = a.cpuMs()
+  const b0 = b.cpuMs()
+  return () => {
+    const used = process.cpuUsage(node0)
+    const node = (used.user + used.system) / 1000
+    const a1 = a.cpuMs()
+    const b1 = b.cpuMs()
+    if (a0 === undefined || b0 === undefined || a1 === undefined || b1 === undefined) return { node }
+    return { node, a: a1 - a0, b: b1 - b0, total: node + (a1 - a0) + (b1 - b0) }
+  }
+}
+
+const seconds = (ms: number | undefined): string => (ms === undefined ? '?' : `${(ms / 1000).toFixed(2)} s`)
 
 /** Waits until database `name` has its replica's valid bucket index and no other session running a statement. */
 async function quiesce(url: string, name: string): Promise<void> {
@@ -147,10 +164,12 @@ async function replicationFigures(ctx: BenchContext, a: Cluster, b: Cluster, siz
     // The setup's garbage (a million rows captured and indexed in this process) collected first: a
     // replica runs in a process of its own, not in the one that just indexed its source.
     gc()
+    let cpu = cpuMeter(a, b)
     let started = Date.now()
     const running = replica.run()
     await replica.caughtUp()
     const tidemarkMs = Date.now() - started
+    const tidemarkCpu = cpu()
     // What the replicator does right after a bootstrap (its bucket index, garbage collection,
     // ANALYZE) runs in the background on cluster b: let it finish, untimed, so that it does not
     // slow down logical replication's sync measured next.
@@ -163,15 +182,18 @@ async function replicationFigures(ctx: BenchContext, a: Cluster, b: Cluster, siz
     const lrUrl = db(b, 'lr')
     await execSql(srcUrl, 'CREATE PUBLICATION bench FOR TABLE big')
     await execSql(lrUrl, `CREATE TABLE big ${TABLE}`)
+    const lr = await numberQueries(lrUrl)
+    cpu = cpuMeter(a, b)
     started = Date.now()
     await execSql(lrUrl, `CREATE SUBSCRIPTION bench CONNECTION 'host=127.0.0.1 port=${a.port} dbname=src user=postgres' PUBLICATION bench`)
     for (;;) {
-      const notReady = await queryNumber(lrUrl, `SELECT count(*) AS n FROM pg_subscription_rel WHERE srsubstate <> 'r'`)
-      const rel = await queryNumber(lrUrl, 'SELECT count(*) AS n FROM pg_subscription_rel')
+      const notReady = await lr.number(`SELECT count(*) AS n FROM pg_subscription_rel WHERE srsubstate <> 'r'`)
+      const rel = await lr.number('SELECT count(*) AS n FROM pg_subscription_rel')
       if (rel > 0 && notReady === 0) break
       await sleep(20)
     }
     const logicalMs = Date.now() - started
+    const logicalCpu = cpu()
     ctx.report({
       figure: `bootstrap ${n.toLocaleString('en')} rows PG → PG: tidemark replica`,
       value: tidemarkMs / 1000,
@@ -180,6 +202,17 @@ async function replicationFigures(ctx: BenchContext, a: Cluster, b: Cluster, siz
       target: atMost(2, '≤ 2× time'),
       note: 'snapshot chunks of 10,000 rows (the largest the protocol allows) through an in-process feed source into a PostgreSQL replica store (rows, digest, checkpoint) in the second cluster; logical replication: CREATE SUBSCRIPTION until every table is ready',
     })
+    if (tidemarkCpu.total !== undefined && logicalCpu.total !== undefined) {
+      ctx.report({
+        figure: `bootstrap ${n.toLocaleString('en')} rows PG → PG: CPU of every party`,
+        value: tidemarkCpu.total / 1000,
+        unit: 'CPU-s',
+        baseline: { name: 'logical replication', value: logicalCpu.total / 1000 },
+        note:
+          `tidemark: its process ${seconds(tidemarkCpu.node)}, source server ${seconds(tidemarkCpu.a)}, replica server ${seconds(tidemarkCpu.b)}; ` +
+          `logical replication: publisher ${seconds(logicalCpu.a)}, subscriber ${seconds(logicalCpu.b)}. With two cores, time ≥ CPU ÷ 2, and ≥ the busiest single-threaded party's CPU`,
+      })
+    }
 
     // Streaming: the same burst reaches both live consumers; each is timed until the last write is there.
     ctx.signal.throwIfAborted()
@@ -192,7 +225,7 @@ async function replicationFigures(ctx: BenchContext, a: Cluster, b: Cluster, siz
     let logicalDone = 0
     while (tidemarkDone === 0 || logicalDone === 0) {
       if (tidemarkDone === 0 && (await replicaStore.get('big', '-1')) !== undefined) tidemarkDone = Date.now()
-      if (logicalDone === 0 && (await queryNumber(lrUrl, 'SELECT count(*) AS n FROM big WHERE id = -1')) > 0) logicalDone = Date.now()
+      if (logicalDone === 0 && (await lr.number('SELECT count(*) AS n FROM big WHERE id = -1')) > 0) logicalDone = Date.now()
       await sleep(10)
     }
     ctx.report({
@@ -205,6 +238,7 @@ async function replicationFigures(ctx: BenchContext, a: Cluster, b: Cluster, siz
     })
     await replica.stop()
     await running
+    await lr.close()
     await execSql(lrUrl, 'DROP SUBSCRIPTION bench')
   } finally {
     await replicaStore.close()

@@ -27,6 +27,19 @@ export async function queryNumber(url: string, sql: string): Promise<number> {
   }
 }
 
+/** One connection kept open for repeated counts (polling with a connection each time forks a backend per poll). */
+export async function numberQueries(url: string): Promise<{ number(sql: string): Promise<number>; close(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  return {
+    async number(sql) {
+      const { rows } = await client.query<{ n: string | number | null }>(sql)
+      return Number(rows[0]?.n ?? 0)
+    },
+    close: () => client.end(),
+  }
+}
+
 export interface OwnerLoad {
   /** Committed transactions per second, all connections together. */
   txPerSec: number
