@@ -138,6 +138,33 @@ describe('PostgreSQL source: the owner API and capture', () => {
     await close()
   })
 
+  it('a table tracked before TRUNCATE was captured gets its trigger when the schema is upgraded (schema 2)', async () => {
+    const { url, pool, store, close } = await fresh()
+    await pool.query(`CREATE TABLE t (id integer PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b')`)
+    await pool.query(`CREATE TABLE gone (id integer PRIMARY KEY)`)
+    await store.track({ table: 't', keyColumn: 'id' })
+    await store.track({ table: 'gone', keyColumn: 'id' })
+    await store.close()
+    // As an older tidemark left it: no TRUNCATE trigger, schema 1; one tracked table dropped since.
+    const truncateTriggers = async (): Promise<number> =>
+      (await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE 'tidemark_truncate_%'`)).rows[0]?.n ?? -1
+    await pool.query(`DROP TABLE gone`)
+    const { rows } = await pool.query<{ tgname: string }>(`SELECT tgname FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE 'tidemark_truncate_%'`)
+    await pool.query(`DROP TRIGGER "${rows[0]?.tgname}" ON t`)
+    await pool.query(`UPDATE tidemark.meta SET value = '1' WHERE name = 'schema'`)
+    assert.equal(await truncateTriggers(), 0)
+    const upgraded = await PostgresSourceStore.open(url)
+    try {
+      assert.equal(await truncateTriggers(), 1)
+      await pool.query('TRUNCATE t')
+      const changes = await collect(upgraded.changes('t', 0))
+      assert.deepEqual(changes.slice(-2).map((c) => [c.key, c.op]), [['1', 'delete'], ['2', 'delete']])
+    } finally {
+      await upgraded.close()
+      await close().catch(() => {})
+    }
+  })
+
   it('long-polls on several feeds: a write from psql (no tidemark code runs) wakes the waiter of its feed only, through the watcher', async () => {
     const { pool, store, close } = await fresh()
     await pool.query('CREATE TABLE a (id integer PRIMARY KEY); CREATE TABLE b (id integer PRIMARY KEY)')

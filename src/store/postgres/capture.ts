@@ -64,6 +64,14 @@ END
 $fn$`
 }
 
+async function installTruncateTrigger(client: pg.ClientBase, feed: string, keyColumn: string, regclass: string): Promise<void> {
+  await client.query(truncateFunction(feed, keyColumn))
+  await client.query(`DROP TRIGGER IF EXISTS ${truncateTriggerName(feed)} ON ${regclass}`)
+  await client.query(
+    `CREATE TRIGGER ${truncateTriggerName(feed)} BEFORE TRUNCATE ON ${regclass} FOR EACH STATEMENT EXECUTE FUNCTION ${truncateFunctionName(feed)}()`,
+  )
+}
+
 export async function tableColumns(client: pg.ClientBase, table: string): Promise<{ regclass: string; columns: string[] } | undefined> {
   const { rows } = await client.query<{ regclass: string | null }>('SELECT to_regclass($1)::text AS regclass', [table])
   const regclass = rows[0]?.regclass
@@ -110,11 +118,7 @@ export async function installCapture(client: pg.ClientBase, options: TrackOption
   await client.query(
     `CREATE TRIGGER ${triggerName(feed)} AFTER INSERT OR UPDATE OR DELETE ON ${regclass} FOR EACH ROW EXECUTE FUNCTION ${functionName(feed)}()`,
   )
-  await client.query(truncateFunction(feed, options.keyColumn))
-  await client.query(`DROP TRIGGER IF EXISTS ${truncateTriggerName(feed)} ON ${regclass}`)
-  await client.query(
-    `CREATE TRIGGER ${truncateTriggerName(feed)} BEFORE TRUNCATE ON ${regclass} FOR EACH STATEMENT EXECUTE FUNCTION ${truncateFunctionName(feed)}()`,
-  )
+  await installTruncateTrigger(client, feed, options.keyColumn, regclass)
   let captured = 0
   if (!previous || previous.active === false) {
     const k = quoteId(options.keyColumn)
@@ -141,6 +145,21 @@ export async function installCapture(client: pg.ClientBase, options: TrackOption
   const tracked: TrackedTable = { table: options.table, keyColumn: options.keyColumn, columns, active: true }
   await client.query('UPDATE tidemark.feeds SET tracked = $1 WHERE name = $2', [JSON.stringify(tracked), feed])
   return { feed, captured }
+}
+
+/**
+ * Gives every actively tracked table that lacks it the TRUNCATE trigger (a schema migration: tables
+ * tracked before TRUNCATE was captured). A table that no longer exists is left for `track` to report.
+ */
+export async function installMissingTruncateCapture(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ name: string; tracked: string }>('SELECT name, tracked FROM tidemark.feeds WHERE tracked IS NOT NULL ORDER BY name')
+  for (const { name: feed, tracked: text } of rows) {
+    const tracked = JSON.parse(text) as TrackedTable
+    if (tracked.active === false) continue
+    const found = await tableColumns(client, tracked.table)
+    if (!found) continue
+    await installTruncateTrigger(client, feed, tracked.keyColumn, found.regclass)
+  }
 }
 
 /** Drops the trigger and its function inside `client`'s open transaction; the feed keeps its log. */

@@ -1,4 +1,5 @@
 import type pg from 'pg'
+import { installMissingTruncateCapture } from './capture.js'
 
 /**
  * tidemark's tables in the owner's PostgreSQL database, in their own schema `tidemark`, created and
@@ -24,7 +25,10 @@ export const OP_DELETE = 2
 /** "now" in ms since the Unix epoch, as the writer's clock sees it (SQLite's NOW_MS_SQL). */
 export const NOW_MS_SQL = `(extract(epoch FROM clock_timestamp()) * 1000)::bigint`
 
-const MIGRATIONS: string[] = [
+/** A migration: SQL, or a step that needs more than SQL (it runs in the migration's transaction). */
+export type Migration = string | ((client: pg.ClientBase) => Promise<void>)
+
+const MIGRATIONS: Migration[] = [
   `
 CREATE TABLE tidemark.feeds (
   name text COLLATE "C" PRIMARY KEY,
@@ -77,6 +81,8 @@ CREATE TABLE tidemark.digest (
   PRIMARY KEY (feed, bucket)
 );
 `,
+  // 2: tables tracked before TRUNCATE was captured get its trigger (tracking them again did it).
+  (client) => installMissingTruncateCapture(client),
 ]
 
 /** Creates or upgrades the source's tables; refuses a schema newer than this tidemark knows. */
@@ -88,7 +94,7 @@ export function migrate(client: pg.ClientBase): Promise<void> {
  * Runs the migrations `list` above the version recorded under `key` in tidemark.meta, in one
  * transaction under an advisory lock, so that servers starting together do not race.
  */
-export async function runMigrations(client: pg.ClientBase, key: string, list: string[], what: string): Promise<void> {
+export async function runMigrations(client: pg.ClientBase, key: string, list: Migration[], what: string): Promise<void> {
   await client.query('BEGIN')
   try {
     await client.query(`SELECT pg_advisory_xact_lock(0, hashtext('tidemark.migrate'))`)
@@ -99,7 +105,11 @@ export async function runMigrations(client: pg.ClientBase, key: string, list: st
     if (version > list.length) {
       throw new Error(`this database has ${what} ${version}; this tidemark knows up to ${list.length}: upgrade tidemark`)
     }
-    for (let v = version + 1; v <= list.length; v++) await client.query(list[v - 1] as string)
+    for (let v = version + 1; v <= list.length; v++) {
+      const step = list[v - 1] as Migration
+      if (typeof step === 'string') await client.query(step)
+      else await step(client)
+    }
     // Nothing is written when the schema is current (`tidemark status` only reads).
     if (version < list.length) {
       await client.query('INSERT INTO tidemark.meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value', [
