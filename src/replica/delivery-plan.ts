@@ -5,7 +5,7 @@ export interface DeliveryPlan {
   apply: Change[]
   /** The checkpoint after applying them (the last applied transaction's end). */
   upTo: Seq
-  /** Changes that were at or below the checkpoint (duplicates, redeliveries). */
+  /** Changes already taken: at or below the checkpoint, or repeated inside the delivery (redeliveries). */
   duplicates: number
   /** Something did not follow on (a gap, a reordering, a partial transaction): pull from the log. */
   gap: boolean
@@ -28,12 +28,14 @@ export function planDelivery(checkpoint: Seq, changes: readonly Change[]): Deliv
   for (const c of changes) {
     if (c.seq > highest) highest = c.seq
     if (gap) continue
-    if (c.seq <= checkpoint) {
+    // At or below the checkpoint, or repeated inside the delivery (a message redelivered and
+    // merged with its first delivery): a seq names one change of the epoch, already taken.
+    if (c.seq < expected) {
       duplicates++
       continue
     }
     if (c.seq !== expected || c.tx < c.seq) {
-      // A gap, a reordering or a repeat inside the delivery.
+      // A gap, a reordering, or a change that claims to end a transaction before itself.
       gap = true
       continue
     }

@@ -31,10 +31,19 @@ describe('planDelivery', () => {
     assert.equal(plan.gap, true)
     assert.equal(plan.highest, 2)
   })
-  it('treats a repeat inside the delivery as a gap, never applying it twice', () => {
-    const plan = planDelivery(0, [c(1), c(2), c(1), c(3)])
-    assert.deepEqual(plan.apply.map((x) => x.seq), [1, 2])
+  it('counts a repeat inside the delivery as a duplicate, never applying it twice, and goes on after it', () => {
+    // A redelivered message merged with its first delivery: no gap, nothing to pull.
+    const plan = planDelivery(0, [c(1), c(2), c(1), c(2), c(3)])
+    assert.deepEqual(plan.apply.map((x) => x.seq), [1, 2, 3])
+    assert.equal(plan.duplicates, 2)
+    assert.equal(plan.gap, false)
+    assert.equal(plan.upTo, 3)
+  })
+  it('still sees a gap after a repeat', () => {
+    const plan = planDelivery(0, [c(1), c(1), c(3)])
+    assert.deepEqual(plan.apply.map((x) => x.seq), [1])
     assert.equal(plan.gap, true)
+    assert.equal(plan.highest, 3)
   })
   it('holds back a transaction cut short and pulls the rest', () => {
     const plan = planDelivery(0, [c(1), c(2, 4), c(3, 4)])
