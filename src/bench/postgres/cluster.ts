@@ -34,10 +34,21 @@ export function postgresBinaries(): string {
   let dir = binDir()
   if (!dir) {
     process.stderr.write('PostgreSQL binaries not found: installing them with apt-get (postgresql)\n')
-    spawnSync('apt-get', ['install', '-y', '--no-install-recommends', 'postgresql'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+    const apt = (args: string[]) => spawnSync('apt-get', args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+    apt(['install', '-y', '--no-install-recommends', 'postgresql'])
     dir = binDir()
+    if (!dir) {
+      // A fresh machine often has no package lists yet.
+      apt(['update'])
+      apt(['install', '-y', '--no-install-recommends', 'postgresql'])
+      dir = binDir()
+    }
   }
-  if (!dir) throw new Error('no PostgreSQL binaries (initdb, pg_ctl) and apt-get could not install them')
+  if (!dir) {
+    throw new Error(
+      'no PostgreSQL binaries (initdb, pg_ctl under /usr/lib/postgresql) and apt-get could not install them: install the postgresql package (the tests can also use a server given in TIDEMARK_TEST_PG_URL)',
+    )
+  }
   return dir
 }
 
