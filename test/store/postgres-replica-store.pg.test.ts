@@ -121,6 +121,11 @@ describe('PostgresReplicaStore bootstrap (PostgreSQL only)', () => {
       assert.deepEqual(before?.entries.map((e) => e.key), want)
       // A build that failed leaves an invalid index of the same name: it must not count as built.
       await store.collectGarbage('r')
+      const isValid = async (): Promise<boolean> =>
+        (await pool.query(`SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND i.indisvalid`, [bucketIndexName('r', 1)])).rowCount === 1
+      // (the build the read started may still be under way: wait for it)
+      for (let i = 0; i < 200 && !(await isValid()); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.equal(await isValid(), true)
       await pool.query(`UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'tidemark.${bucketIndexName('r', 1)}'::regclass`)
       // Another process (which has not seen the index valid) takes the replica over.
       await store.release('r')

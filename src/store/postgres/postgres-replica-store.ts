@@ -604,18 +604,20 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     for (const b of buckets) {
       if (!Number.isSafeInteger(b) || b < 0 || b >= 2 ** DIGEST_BITS) throw new BadRequestError(`bucket ${b} is not a leaf bucket (0 to ${2 ** DIGEST_BITS - 1})`)
     }
-    const { gen } = await this.guard(() => this.known(name))
-    // Missing only between a bootstrap's swap and the replicator building it (or after a crash in
-    // between): build it in the background and read without it meanwhile rather than wait, since
-    // a concurrent build waits for every older transaction to end.
-    if (gen > 0 && !this.bucketIndexes.has(`${gen}\u0000${name}`)) {
-      this.bucketIndex(name, gen).catch((error: unknown) => this.logger.warn({ replica: name, err: error }, `replica "${name}": building its bucket index failed: ${String(error)}`))
-    }
     return this.guard(() =>
       inTransaction(
         this.pool,
         async (client) => {
           const r = await this.known(name, client)
+          // The bucket index is missing only between a bootstrap's swap and the replicator building
+          // it (or after a crash in between): build it in the background and read without it
+          // meanwhile rather than wait, since a concurrent build waits for every older transaction
+          // to end (this one included).
+          if (r.gen > 0 && !this.bucketIndexes.has(`${r.gen}\u0000${name}`)) {
+            this.bucketIndex(name, r.gen).catch((error: unknown) =>
+              this.logger.warn({ replica: name, err: error }, `replica "${name}": building its bucket index failed: ${String(error)}`),
+            )
+          }
           const lists = new Map<number, BucketList>(buckets.map((bucket) => [bucket, { bucket, count: 0, sum: 0n, entries: [] }]))
           // A row without a stored hash was written outside tidemark: only a deep run (rehash) sees it.
           const { rows } = await client.query<{ bucket: number; key: string; seq: number; hash: Buffer }>(
