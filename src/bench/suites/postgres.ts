@@ -12,7 +12,7 @@
 import { createReplica } from '../../replica/replica.js'
 import { PostgresReplicaStore } from '../../store/postgres/postgres-replica-store.js'
 import { PostgresSourceStore } from '../../store/postgres/postgres-source-store.js'
-import { execSql, numberQueries, ownerLoad, queryNumber, writeBurst } from '../../store/postgres/bench-support.js'
+import { execSql, numberQueries, ownerLoad, writeBurst } from '../../store/postgres/bench-support.js'
 import { LocalFeedSource } from '../../transport/local-feed-source.js'
 import { atLeast, atMost, gc, median } from '../harness.js'
 import { startCluster, type Cluster } from '../postgres/cluster.js'
@@ -53,14 +53,18 @@ const seconds = (ms: number | undefined): string => (ms === undefined ? '?' : `$
 
 /** Waits until database `name` has its replica's valid bucket index and no other session running a statement. */
 async function quiesce(url: string, name: string): Promise<void> {
-  for (;;) {
-    const indexed = await queryNumber(
-      url,
-      `SELECT count(*) AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'replica_rows_bucket_%' AND i.indisvalid`,
-    )
-    const busy = await queryNumber(url, `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '${name}' AND state = 'active' AND pid <> pg_backend_pid()`)
-    if (indexed > 0 && busy === 0) return
-    await sleep(50)
+  const q = await numberQueries(url)
+  try {
+    for (;;) {
+      const indexed = await q.number(
+        `SELECT count(*) AS n FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'replica_rows_bucket_%' AND i.indisvalid`,
+      )
+      const busy = await q.number(`SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '${name}' AND state = 'active' AND pid <> pg_backend_pid()`)
+      if (indexed > 0 && busy === 0) return
+      await sleep(50)
+    }
+  } finally {
+    await q.close()
   }
 }
 

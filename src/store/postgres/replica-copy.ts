@@ -27,12 +27,18 @@ const ROWS_PER_BUFFER = 1000
 export async function copyIntoGeneration(client: pg.ClientBase, name: string, gen: number, rows: StateRow[], sums?: DigestSums): Promise<number> {
   if (rows.length === 0) return 0
   const written = { keys: 0 }
-  const stream = client.query(copyFrom('COPY tidemark.replica_rows (name, gen, key, seq, data, hash, bucket) FROM STDIN (FORMAT binary)'))
-  // One buffer encoded ahead at most (a readable's default is 16): the COPY stream holds what it is
-  // given until the server has answered the COPY command, and every buffer encoded meanwhile would
-  // reach the server at once, after all of them were hashed, instead of one by one as they are.
-  await pipeline(Readable.from(encode(name, gen, rows, sums, written), { highWaterMark: 1 }), stream)
+  await sendCopy(client, 'COPY tidemark.replica_rows (name, gen, key, seq, data, hash, bucket) FROM STDIN (FORMAT binary)', encode(name, gen, rows, sums, written))
   return written.keys
+}
+
+/**
+ * Runs `COPY … FROM STDIN (FORMAT binary)` with the data `buffers` yields (header and trailer
+ * included), pulling one buffer ahead at most: the COPY stream holds what it is given until the
+ * server has answered the command, and with a readable's default of 16 every buffer encoded
+ * meanwhile would reach the server at once, after all of them were built, instead of one by one.
+ */
+export async function sendCopy(client: pg.ClientBase, sql: string, buffers: Iterable<Buffer>): Promise<void> {
+  await pipeline(Readable.from(buffers, { highWaterMark: 1 }), client.query(copyFrom(sql)))
 }
 
 function* encode(name: string, gen: number, rows: StateRow[], sums: DigestSums | undefined, written: { keys: number }): Generator<Buffer> {

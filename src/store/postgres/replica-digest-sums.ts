@@ -1,10 +1,7 @@
-import { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import type pg from 'pg'
-import { from as copyFrom } from 'pg-copy-streams'
 import type { BucketDelta } from '../../digest/fold.js'
 import { DIGEST_BITS, hashToBuffer } from '../../digest/row-hash.js'
-import { COPY_HEADER } from './replica-copy.js'
+import { COPY_HEADER, sendCopy } from './replica-copy.js'
 
 const LEAVES = 2 ** DIGEST_BITS
 const MASK_128 = (1n << 128n) - 1n
@@ -76,7 +73,7 @@ export class DigestSums {
     }
     o = b.writeInt16BE(-1, o)
     await client.query('DELETE FROM tidemark.replica_digest WHERE name = $1 AND gen = $2', [name, this.gen])
-    await pipeline(Readable.from([b.subarray(0, o)]), client.query(copyFrom('COPY tidemark.replica_digest (name, gen, bucket, count, sum) FROM STDIN (FORMAT binary)')))
+    await sendCopy(client, 'COPY tidemark.replica_digest (name, gen, bucket, count, sum) FROM STDIN (FORMAT binary)', [b.subarray(0, o)])
   }
 
   /** Each bucket holding rows, in bucket order: its count and its sum mod 2^128 (16 bytes, big-endian). */
