@@ -46,6 +46,10 @@ async function bootstrap(store: SqliteReplicaStore, rows: StateRow[], s0: number
   return store.finishBootstrap(name, hook)
 }
 
+function bucketIndexes(db: Database): string[] {
+  return db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'tidemark_replica_rows_bucket%' ORDER BY name`).pluck().all() as string[]
+}
+
 async function allRows(store: SqliteReplicaStore, name = FEED): Promise<Array<[string, number, Json | undefined]>> {
   const out: Array<[string, number, Json | undefined]> = []
   let after: string | null = null
@@ -671,7 +675,38 @@ describe('SqliteReplicaStore', () => {
     assert.deepEqual(digestGens, [2, 3])
     assert.equal(await store.collectGarbage(FEED), 0)
     assert.equal((await store.state(FEED))?.keys, 10)
+    // The bucket index of a generation is built at its swap and dropped with it: gen 1 went, gen 2
+    // is current, gen 3 is still being built (its index comes at its swap).
+    assert.deepEqual(bucketIndexes(store.db), ['tidemark_replica_rows_bucket_2'])
     await store.close()
+  })
+
+  it('indexes buckets per generation from schema 3 on: an upgraded schema-2 file gets its current generation\'s index', async () => {
+    const path = tmpDb('replica.db')
+    const store = await claimed(path)
+    const rows = Array.from({ length: 300 }, (_, i) => row(`k${String(i).padStart(3, '0')}`, i + 1, { i }))
+    await bootstrap(store, rows, 300)
+    const bucket = bucketOf('k042')
+    const before = await store.bucketEntries(FEED, [bucket])
+    await store.close()
+    // What schema 2 left: one index over every generation.
+    const raw = new BetterSqlite3(path)
+    raw.exec(`DROP INDEX tidemark_replica_rows_bucket_1; CREATE INDEX tidemark_replica_rows_bucket ON tidemark_replica_rows (name, gen, bucket);
+      UPDATE tidemark_replica_meta SET value = '2' WHERE name = 'schema'`)
+    raw.close()
+    const again = await claimed(path)
+    assert.deepEqual(bucketIndexes(again.db), ['tidemark_replica_rows_bucket_1'])
+    const plan = again.db.prepare(`EXPLAIN QUERY PLAN SELECT key FROM tidemark_replica_rows INDEXED BY tidemark_replica_rows_bucket_1 WHERE name = ? AND gen = 1 AND bucket = ?`).all(FEED, bucket) as Array<{ detail: string }>
+    assert.match(plan.map((p) => p.detail).join(' '), /tidemark_replica_rows_bucket_1/)
+    assert.deepEqual(await again.bucketEntries(FEED, [bucket]), before)
+    assert.ok(before[0]!.entries.some((e) => e.key === 'k042'))
+    await again.close()
+    // An index dropped by hand is rebuilt by the next listing.
+    const reopened = await claimed(path)
+    reopened.db.exec('DROP INDEX tidemark_replica_rows_bucket_1')
+    assert.deepEqual(await reopened.bucketEntries(FEED, [bucket]), before)
+    assert.deepEqual(bucketIndexes(reopened.db), ['tidemark_replica_rows_bucket_1'])
+    await reopened.close()
   })
 
   it('attaches to a connection the consumer already has', async () => {

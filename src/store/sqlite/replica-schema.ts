@@ -23,8 +23,13 @@ import { NotAStoreError, StoreUnavailableError } from '../../errors.js'
  *   big-endian) of the live rows' hashes, as of the last fold;
  *   tidemark_replica_digest_log: the deltas each write transaction made since (one packed row per
  *   transaction, written with the rows). A digest is its leaves plus its log (replica-digest.ts).
- * - `bucket` on tidemark_replica_rows (schema 2): the key's leaf bucket, indexed, so that a
- *   reconciliation lists the keys of a few buckets without reading the whole copy.
+ * - `bucket` on tidemark_replica_rows (schema 2): the key's leaf bucket, so that a reconciliation
+ *   lists the keys of a few buckets without reading the whole copy. Schema 3 indexes it per
+ *   generation (`tidemark_replica_rows_bucket_<gen>`, a partial index on `gen = <gen>`), built once
+ *   the generation is complete, at its swap: a bucket is the leading bits of a hash, so an index kept
+ *   up to date during a bootstrap took a random-order insert per row, and every chunk's commit
+ *   rewrote pages all over it (a 1,000,000-row bootstrap ran 2.8× slower). Sorting it once at the
+ *   swap costs a fraction of that; live writes into a current generation keep it up to date.
  * - tidemark_replica_runs: the last reconciliation runs of each replica (JSON of ReconcileRun);
  *   tidemark_replica_requests: runs asked for on demand (`tidemark verify|repair` while another
  *   process replicates), taken by that process.
@@ -34,7 +39,7 @@ import { NotAStoreError, StoreUnavailableError } from '../../errors.js'
  *     SELECT data ->> '$.email' FROM tidemark_replica_current WHERE name = 'customers' AND key = ?
  *   and the lookup stays a primary-key search (the view joins on the replica's current `gen`).
  */
-export const REPLICA_SCHEMA_VERSION = 2
+export const REPLICA_SCHEMA_VERSION = 3
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tidemark_replica_meta (
@@ -123,6 +128,28 @@ function addBuckets(db: Database): void {
   }
 }
 
+/** The bucket index of one generation (its number is an integer the store chose: safe in a name). */
+export function bucketIndexName(gen: number): string {
+  if (!Number.isSafeInteger(gen) || gen < 0) throw new RangeError(`generation ${gen} is not a whole number`)
+  return `tidemark_replica_rows_bucket_${gen}`
+}
+
+/** Builds generation `gen`'s bucket index when it is missing (one sort of the generation's rows). */
+export function ensureBucketIndex(db: Database, gen: number): void {
+  db.exec(`CREATE INDEX IF NOT EXISTS ${bucketIndexName(gen)} ON tidemark_replica_rows (name, bucket) WHERE gen = ${gen}`)
+}
+
+export function dropBucketIndex(db: Database, gen: number): void {
+  db.exec(`DROP INDEX IF EXISTS ${bucketIndexName(gen)}`)
+}
+
+/** Schema 2 → 3: the one bucket index over every generation becomes one per current generation. */
+function bucketIndexPerGeneration(db: Database): void {
+  db.exec('DROP INDEX IF EXISTS tidemark_replica_rows_bucket')
+  const gens = db.prepare('SELECT DISTINCT gen FROM tidemark_replica_replicas WHERE gen > 0').pluck().all() as number[]
+  for (const gen of gens) ensureBucketIndex(db, gen)
+}
+
 export function migrateReplica(db: Database): void {
   const run = (): void => {
     if (!db.readonly) db.exec(DDL)
@@ -143,7 +170,7 @@ export function migrateReplica(db: Database): void {
       )
     }
     if (version === 1 && !db.readonly) addBuckets(db)
-    if (!db.readonly) db.exec('CREATE INDEX IF NOT EXISTS tidemark_replica_rows_bucket ON tidemark_replica_rows (name, gen, bucket)')
+    if (version < 3 && !db.readonly) bucketIndexPerGeneration(db)
     if (version < REPLICA_SCHEMA_VERSION && !db.readonly) {
       db.prepare(`INSERT OR REPLACE INTO tidemark_replica_meta (name, value) VALUES ('schema', ?)`).run(String(REPLICA_SCHEMA_VERSION))
     }

@@ -22,7 +22,7 @@ import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { openDatabase, translateError } from './database.js'
 import { DigestDeltas, FOLD_AT, ReplicaDigest } from './replica-digest.js'
 import { checkLease, DEFAULT_LEASE_MS, describeOwner } from '../replica-lease.js'
-import { migrateReplica } from './replica-schema.js'
+import { bucketIndexName, dropBucketIndex, ensureBucketIndex, migrateReplica } from './replica-schema.js'
 import { changeText, checkRepairAt, checkReplicaName, checkUpTo, ownerOf, progressOf, repairVersion, rowText, toState, type ReplicaRow } from '../replica-row.js'
 
 /** Rows read per page when diffing two generations, and deleted per transaction by the garbage collector. */
@@ -84,6 +84,8 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
    */
   private readonly trees = new Map<string, { gen: number; tree: DigestTree }>()
   private uncommitted: Array<{ name: string; gen: number; packed: Buffer }> = []
+  /** Bucket listings per generation (each names its generation's own partial index). */
+  private readonly bucketStatements = new Map<number, Statement>()
 
   /**
    * Opens (and creates, unless `create: false`) a SQLite file for replicas: WAL, busy timeout, and
@@ -307,6 +309,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
           )
         }
         if (hook) this.diff(name, r.gen === 0 ? (r.previous_gen ?? 0) : r.gen, p, hook)
+        ensureBucketIndex(this.db, p.gen)
         const now = this.clock()
         return this.stmt.swap.get(p.gen, p.epoch, p.seq, now, p.seq, p.seq, now, name) as ReplicaRow
       })
@@ -375,6 +378,12 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       }
       gen = next
       if (!keep.includes(gen)) break
+    }
+    // Its index first, when no replica of the store uses the generation: deleting rows through it
+    // would cost an index write each.
+    if (s.genInUse.get(gen, gen, gen) === undefined) {
+      dropBucketIndex(this.db, gen)
+      this.bucketStatements.delete(gen)
     }
     const last = s.gcBoundary.get(name, gen, GC_CHUNK - 1) as string | undefined
     if (last !== undefined) return s.deleteGenRowsUpTo.run(name, gen, last).changes
@@ -532,7 +541,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       return buckets.map((bucket): BucketList => {
         const entries: DigestEntry[] = []
         let sum = 0n
-        for (const row of this.stmt.bucketRows.all(name, r.gen, bucket) as Array<{ key: string; seq: number; hash: Buffer | null }>) {
+        for (const row of this.bucketRows(r.gen).all(name, bucket) as Array<{ key: string; seq: number; hash: Buffer | null }>) {
           // A row without a stored hash was written outside tidemark: only a deep run (rehash) sees it.
           if (row.hash === null) continue
           const hash = bufferToHash(row.hash)
@@ -543,6 +552,25 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         return { bucket, count: entries.length, sum, entries }
       })
     })()
+  }
+
+  /**
+   * One bucket's rows of generation `gen`, through that generation's own bucket index (a partial
+   * index: the query must name the generation as a literal for SQLite to use it). An index missing
+   * (a store of schema 2 whose swap came before the upgrade cannot be: the upgrade builds them; one
+   * dropped by hand can) is rebuilt first, or the rows are scanned on a read-only connection.
+   */
+  private bucketRows(gen: number): Statement {
+    let stmt = this.bucketStatements.get(gen)
+    if (stmt) return stmt
+    const index = bucketIndexName(gen)
+    const exists = this.db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?`).get(index) !== undefined
+    if (!exists && !this.db.readonly) ensureBucketIndex(this.db, gen)
+    const using = exists || !this.db.readonly ? `INDEXED BY ${index}` : ''
+    stmt = this.db.prepare(`SELECT key, seq, hash FROM tidemark_replica_rows ${using} WHERE name = ? AND gen = ${gen} AND bucket = ? AND data IS NOT NULL`)
+    if (this.bucketStatements.size >= 8) this.bucketStatements.clear()
+    this.bucketStatements.set(gen, stmt)
+    return stmt
   }
 
   async recordRun(name: string, run: ReconcileRun): Promise<number> {
@@ -680,12 +708,7 @@ function prepare(db: Database) {
     insertRow: db
       .prepare(`INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING key`)
       .pluck(),
-    insertRows: db
-      .prepare(
-        `INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket) VALUES ${Array(INSERT_BATCH).fill('(?, ?, ?, ?, ?, ?, ?)').join(', ')}
-         ON CONFLICT DO NOTHING RETURNING key`,
-      )
-      .pluck(),
+    insertFresh: db.prepare(`INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket) VALUES ${Array(INSERT_BATCH).fill('(:name, :gen, ?, ?, ?, ?, ?)').join(', ')}`),
     upsertRow: db.prepare(
       `INSERT INTO ${W} (name, gen, key, seq, data, hash, bucket) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name, gen, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, hash = excluded.hash, bucket = excluded.bucket`,
@@ -707,7 +730,6 @@ function prepare(db: Database) {
     setKeys: db.prepare(`UPDATE ${R} SET keys = ? WHERE name = ?`),
     rehashPage: db.prepare(`SELECT key, seq, data, hash, bucket FROM ${W} WHERE name = ? AND gen = ? AND key > ? AND data IS NOT NULL ORDER BY key LIMIT 1000`),
     setRowHash: db.prepare(`UPDATE ${W} SET hash = ?, bucket = ? WHERE name = ? AND gen = ? AND key = ?`),
-    bucketRows: db.prepare(`SELECT key, seq, hash FROM ${W} INDEXED BY tidemark_replica_rows_bucket WHERE name = ? AND gen = ? AND bucket = ? AND data IS NOT NULL`),
     insertRun: db.prepare('INSERT INTO tidemark_replica_runs (name, at, record) VALUES (?, ?, ?)'),
     trimRuns: db.prepare(
       'DELETE FROM tidemark_replica_runs WHERE name = ? AND id NOT IN (SELECT id FROM tidemark_replica_runs WHERE name = ? ORDER BY id DESC LIMIT ?)',
@@ -723,6 +745,7 @@ function prepare(db: Database) {
     currentRows: db.prepare(`SELECT key, seq, data FROM tidemark_replica_current WHERE name = ? AND key > ? ORDER BY key LIMIT ?`),
     genPage: db.prepare(`SELECT key, seq, data FROM ${W} WHERE name = ? AND gen = ? AND key > ? AND data IS NOT NULL ORDER BY key LIMIT ?`),
 
+    genInUse: db.prepare(`SELECT 1 FROM ${R} WHERE gen = ? OR previous_gen = ? OR json_extract(bootstrap, '$.gen') = ?`),
     maxRowGen: db.prepare(`SELECT gen FROM ${W} WHERE name = ? ORDER BY gen DESC LIMIT 1`).pluck(),
     nextRowGen: db.prepare(`SELECT gen FROM ${W} WHERE name = ? AND gen > ? ORDER BY gen LIMIT 1`).pluck(),
     gcBoundary: db.prepare(`SELECT key FROM ${W} WHERE name = ? AND gen = ? ORDER BY key LIMIT 1 OFFSET ?`).pluck(),
@@ -755,14 +778,20 @@ class GenWriter {
   }
 
   /**
-   * For snapshot rows, mostly keys the generation does not hold yet: INSERT_BATCH rows per
-   * statement, and only those already there (which the statement leaves alone) go through `write`.
+   * For snapshot rows, mostly keys the generation does not hold yet: INSERT_BATCH rows per plain
+   * INSERT (no conflict clause, nothing returned: a chunk of a snapshot is in key order and after the
+   * last one, so its rows are new). A batch that does meet a key already there (a resumed chunk, a
+   * key twice) fails whole — SQLite undoes only that statement — and goes again row by row, each
+   * row already held through `write`.
    */
   insertAll(rows: StateRow[]): void {
     // The rows' hashes side by side in one buffer: a view per row, no allocation per row.
     const hashes = Buffer.allocUnsafe(rows.length * 16)
+    const texts: Array<string | null> = new Array<string | null>(rows.length)
+    const held: Array<Buffer | null> = new Array<Buffer | null>(rows.length)
+    const buckets = new Int32Array(rows.length)
     const params: unknown[] = []
-    const P = 7
+    const fixed = { name: this.name, gen: this.gen }
     for (let i = 0; i < rows.length; i += INSERT_BATCH) {
       const n = Math.min(INSERT_BATCH, rows.length - i)
       params.length = 0
@@ -774,30 +803,37 @@ class GenWriter {
           hashes.write(rowHashHex(r.key, r.seq, text), j * 16, 16, 'hex')
           h = hashes.subarray(j * 16, j * 16 + 16)
         }
-        params.push(this.name, this.gen, r.key, r.seq, text, h, bucketOf(r.key))
+        const bucket = bucketOf(r.key)
+        texts[j] = text
+        held[j] = h
+        buckets[j] = bucket
+        params.push(r.key, r.seq, text, h, bucket)
       }
-      let inserted: string[]
-      if (n === INSERT_BATCH) inserted = this.s.insertRows.all(params) as string[]
-      else {
-        inserted = []
-        for (let j = 0; j < n; j++) {
-          const key = this.s.insertRow.get(params.slice(j * P, j * P + P)) as string | undefined
-          if (key !== undefined) inserted.push(key)
-        }
+      if (n === INSERT_BATCH && this.tryInsertBatch(fixed, params)) {
+        for (let j = i; j < i + n; j++) if (held[j] !== null) this.account(buckets[j] as number, null, held[j] as Buffer)
+        continue
       }
-      const all = inserted.length === n
-      const fresh = all ? undefined : new Set(inserted)
-      for (let j = 0; j < n; j++) {
-        const key = params[j * P + 2] as string
-        const h = params[j * P + 5] as Buffer | null
-        const bucket = params[j * P + 6] as number
-        // A key twice in one batch: the first was inserted, the second must be compared with it.
-        if (all || fresh?.delete(key)) {
+      for (let j = i; j < i + n; j++) {
+        const r = rows[j] as StateRow
+        const h = held[j] as Buffer | null
+        const bucket = buckets[j] as number
+        if (this.s.insertRow.get(this.name, this.gen, r.key, r.seq, texts[j], h, bucket) !== undefined) {
           if (h !== null) this.account(bucket, null, h)
         } else {
-          this.write(key, params[j * P + 3] as Seq, params[j * P + 4] as string | null, h, bucket)
+          this.write(r.key, r.seq, texts[j] as string | null, h, bucket)
         }
       }
+    }
+  }
+
+  /** One batch as new rows; false (nothing written) when a key of it is already there. */
+  private tryInsertBatch(fixed: { name: string; gen: number }, params: unknown[]): boolean {
+    try {
+      this.s.insertFresh.run(fixed, params)
+      return true
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return false
+      throw error
     }
   }
 
