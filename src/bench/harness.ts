@@ -110,6 +110,12 @@ export function atLeast(limit: number, text: string, on: Target['on'] = 'ratio')
  */
 export type RatioKind = 'value/baseline' | 'baseline/value'
 
+/**
+ * Which way a figure improves: of its ratio to its same-run baseline when it has one, else of its
+ * value. The regression gate (`--compare`) judges only figures that say.
+ */
+export type Better = 'higher' | 'lower'
+
 /** One measured figure, as printed and as written to the JSON file. */
 export interface Figure {
   suite: string
@@ -125,6 +131,8 @@ export interface Figure {
   check: Target | null
   /** Whether the target is met; null when the figure has no target. */
   pass: boolean | null
+  /** Which way it improves (from its target unless given); null: informational, never a regression. */
+  better: Better | null
   note?: string
 }
 
@@ -136,7 +144,17 @@ export interface FigureInput {
   /** Default `value/baseline`. */
   ratio?: RatioKind
   target?: Target
+  /** Which way it improves; default: the target's direction (≥ higher, ≤ lower), else informational. */
+  better?: Better
   note?: string
+}
+
+/** A target says which way a figure improves; on a value with a cost ratio (baseline/value), the ratio improves the other way. */
+function betterFromTarget(target: Target | null, kind: RatioKind | null): Better | null {
+  if (!target) return null
+  const up = target.op === '>='
+  const flip = target.on === 'value' && kind === 'baseline/value'
+  return up !== flip ? 'higher' : 'lower'
 }
 
 export function makeFigure(suite: string, input: FigureInput): Figure {
@@ -161,6 +179,7 @@ export function makeFigure(suite: string, input: FigureInput): Figure {
     target: target?.text ?? null,
     check: target,
     pass,
+    better: input.better ?? betterFromTarget(target, kind),
   }
   if (input.note) figure.note = input.note
   return figure

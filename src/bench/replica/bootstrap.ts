@@ -10,8 +10,10 @@
 import BetterSqlite3 from 'better-sqlite3'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { median, rotateRounds, timeSyncMs, type TempDirs } from '../harness.js'
+import { fileURLToPath } from 'node:url'
+import { median, rotateRounds, runNodeChild, timeSyncMs, type TempDirs } from '../harness.js'
 import { runReplicator } from './replicator.js'
+import type { StageJob, StageResult } from './stages-child.js'
 
 const CHUNK = 5000
 
@@ -63,6 +65,8 @@ export interface BootstrapRates {
   /** Peak RSS of the replicator process, in bytes, bootstrapping the small and the big feed. */
   rssSmall: number
   rssBig: number
+  /** Rows per second of each stage of the big feed's bootstrap run alone (stages-child.ts). */
+  stages: Record<StageJob['stage'], number>
 }
 
 export interface BootstrapOptions {
@@ -87,6 +91,7 @@ export async function measureBootstrap(o: BootstrapOptions): Promise<BootstrapRa
   const replicaSmall: number[] = []
   const rssBig: number[] = []
   const rssSmall: number[] = []
+  const stages: Record<StageJob['stage'], number[]> = { serve: [], fetch: [], write: [] }
   const variants: Array<() => Promise<void>> = [
     async () => {
       const dir = o.temp.make('tidemark-bench-raw-')
@@ -105,6 +110,9 @@ export async function measureBootstrap(o: BootstrapOptions): Promise<BootstrapRa
       replicaSmall.push(r.rate)
       rssSmall.push(r.peakRssBytes)
     },
+    async () => {
+      for (const stage of ['serve', 'fetch', 'write'] as const) stages[stage].push(await stageOnce(o, o.big, stage))
+    },
   ]
   await rotateRounds(variants, {
     rounds: o.rounds,
@@ -112,10 +120,18 @@ export async function measureBootstrap(o: BootstrapOptions): Promise<BootstrapRa
     afterRound: (round) =>
       o.log(
         `bootstrap round ${round + 1}: raw ${Math.round(raw.at(-1) as number)} rows/s, replica ${Math.round(replica.at(-1) as number)} rows/s ` +
-          `(${mb(rssBig.at(-1) as number)}), ${o.small.keys} rows: ${Math.round(replicaSmall.at(-1) as number)} rows/s (${mb(rssSmall.at(-1) as number)})`,
+          `(${mb(rssBig.at(-1) as number)}), ${o.small.keys} rows: ${Math.round(replicaSmall.at(-1) as number)} rows/s (${mb(rssSmall.at(-1) as number)}); ` +
+          `stages alone: serve ${Math.round(stages.serve.at(-1) as number)}, fetch ${Math.round(stages.fetch.at(-1) as number)}, write ${Math.round(stages.write.at(-1) as number)} rows/s`,
       ),
   })
-  return { replica: median(replica), raw: median(raw), replicaSmall: median(replicaSmall), rssSmall: median(rssSmall), rssBig: median(rssBig) }
+  return {
+    replica: median(replica),
+    raw: median(raw),
+    replicaSmall: median(replicaSmall),
+    rssSmall: median(rssSmall),
+    rssBig: median(rssBig),
+    stages: { serve: median(stages.serve), fetch: median(stages.fetch), write: median(stages.write) },
+  }
 }
 
 async function bootstrapOnce(o: BootstrapOptions, feed: BootstrapFeed): Promise<{ rate: number; peakRssBytes: number }> {
@@ -126,6 +142,20 @@ async function bootstrapOnce(o: BootstrapOptions, feed: BootstrapFeed): Promise<
     throw new Error(`bootstrap of ${feed.feed}: ${r.keys} keys of ${feed.keys}, phases ${r.phases.join(' → ')}`)
   }
   return { rate: feed.keys / (r.ms / 1000), peakRssBytes: r.peakRssBytes }
+}
+
+const STAGES_CHILD = fileURLToPath(new URL(`./stages-child${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
+
+/** Rows per second of one stage of the bootstrap of `feed`, in a process of its own. */
+async function stageOnce(o: BootstrapOptions, feed: BootstrapFeed, stage: StageJob['stage']): Promise<number> {
+  const dir = o.temp.make('tidemark-bench-stage-')
+  const job: StageJob = { stage, url: o.url, feed: feed.feed, sourcePath: o.sourcePath, path: join(dir, 'replica.db'), chunk: 5000 }
+  const run = await runNodeChild(o.temp, { args: [STAGES_CHILD, JSON.stringify(job)], timeoutMs: 15 * 60_000 })
+  rmSync(dir, { recursive: true, force: true })
+  if (run.code !== 0) throw new Error(`bootstrap stage ${stage} exited with ${run.code ?? run.signal}: ${run.stderr.trim()}`)
+  const r = JSON.parse(run.stdout) as StageResult
+  if (r.rows !== feed.keys) throw new Error(`bootstrap stage ${stage} saw ${r.rows} rows of ${feed.keys}`)
+  return r.rows / (r.ms / 1000)
 }
 
 export function mb(bytes: number): string {
