@@ -66,6 +66,13 @@ describe('tidemark serve', () => {
     assert.equal((await done).code, 0)
 
     failsWith(await tidemark(['serve', join(tmpDir(), 'missing.db'), '--port', '0']), 3, /no such database file/)
+    // An empty or blank token (a variable that is not set) is an error, never "no authentication".
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', '']), 1, /--token number 1 of 1 is empty: an empty token would leave the feed server without authentication/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a', '--token', ' ']), 1, /--token number 2 of 2 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a b']), 1, /contains a space or a control character/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: ',,' } }), 1, /TIDEMARK_TOKENS entry 1 of 3 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: 'a,,b' } }), 1, /TIDEMARK_TOKENS entry 2 of 3 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: '' } }), 1, /TIDEMARK_TOKENS entry 1 of 1 is empty/)
     failsWith(await tidemark(['serve', db, '--port', '70000']), 1, /argument '70000' is invalid/)
     const taken = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))

@@ -4,6 +4,7 @@ import type { FeedInfo } from '../../protocol/types.js'
 import type { Logger, SourceStore } from '../../store/store.js'
 import type { Authorize } from '../auth.js'
 import type { ServerMetrics } from '../metrics.js'
+import type { ServerLimits, Slots } from '../server-limits.js'
 
 /** What every route of one feed server shares. */
 export interface RouteContext {
@@ -15,6 +16,9 @@ export interface RouteContext {
   readonly polls: Set<AbortController>
   /** True once close() began: new long-polls answer at once instead of waiting. */
   closing(): boolean
+  readonly limits: ServerLimits
+  /** One slot per export under way (limits.exports). */
+  readonly exports: Slots
 }
 
 /** Throws EpochChangedError (409, with the actual epoch) when the client expects another epoch. */

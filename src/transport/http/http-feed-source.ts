@@ -36,8 +36,12 @@ import { decodeRowsDocument, excerpt, isSeq, parseLine } from './wire-lines.js'
 /** JSON answers may carry a charset: only the media type is compared. */
 const JSON_TYPE = 'application/json'
 
-/** The longest line accepted in a listing: far above the protocol's 1 MiB of data, to stop a runaway body. */
-const MAX_LINE_BYTES = 64 * 1024 * 1024
+/**
+ * The longest line of a `keys` listing: one bucket's whole list of `(key, seq, hash)` entries, which
+ * the protocol does not bound (a feed of a billion keys has ~15,000 per bucket); a runaway body
+ * still stops here. Changes and snapshot lines are bounded by the protocol (LIMITS.lineBytes).
+ */
+const MAX_KEYS_LINE_BYTES = 64 * 1024 * 1024
 /** The most of an error body (or a wrong answer) read to build a message. */
 const MAX_ERROR_BYTES = 64 * 1024
 /** A feed's description is a few hundred bytes; more is not one. */
@@ -85,6 +89,10 @@ export class HttpFeedSource implements FeedSource {
       throw new BadRequestError(`the feed server URL ${this.description} carries credentials or a query: give the token as a bearer token (--token / options.token) instead`)
     }
     this.base = this.description
+    if (options.token !== undefined && (options.token.trim() === '' || /[\s\x00-\x1f\x7f]/.test(options.token))) {
+      // An empty token is a variable that was not set; one with spaces cannot be sent as a bearer token.
+      throw new BadRequestError(options.token.trim() === '' ? 'the token is empty: give the feed server\'s bearer token, or none' : 'the token contains a space or a control character: it cannot be sent as "Authorization: Bearer <token>"')
+    }
     this.token = options.token
     this.timeoutMs = options.timeoutMs ?? 30_000
     if (!(this.timeoutMs > 0)) throw new BadRequestError(`timeoutMs must be positive, got ${this.timeoutMs}`)
@@ -167,7 +175,9 @@ export class HttpFeedSource implements FeedSource {
     const path = `${feedPath(feed)}/rows`
     const body = JSON.stringify({ keys })
     return this.exchange({ method: 'POST', path, feed, accept: JSON_TYPE, signal, body }, async (res, ctx) => {
-      const doc = decodeRowsDocument(await readText(res.body, Number.POSITIVE_INFINITY))
+      // Each row is at most a listing line's size: a larger answer is not one to these keys.
+      const max = keys.length * LIMITS.lineBytes + 1024
+      const doc = decodeRowsDocument(await readWhole(res.body, max, ctx))
       if (doc.epoch === '' || !isSeq(doc.head)) throw new ProtocolError(`${ctx.what} answered epoch ${excerpt(doc.epoch)} and head ${doc.head}`)
       const asked = new Set(keys)
       const seen = new Set<string>()
@@ -407,7 +417,7 @@ interface OpenCall {
  * not ended when the body ended (non-zero: cut mid-line).
  */
 async function* bodyLines(body: Dispatcher.ResponseData['body']): AsyncGenerator<string, number> {
-  const splitter = new LineSplitter(MAX_LINE_BYTES)
+  const splitter = new LineSplitter(MAX_KEYS_LINE_BYTES)
   const ready: string[] = []
   const onLine = (line: string): void => {
     ready.push(line)
@@ -437,7 +447,8 @@ function header(res: Dispatcher.ResponseData, name: string): string | undefined 
 
 /** Streams a listing's body through the line splitter into the page reader. */
 async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReader<Page>, ctx: ExchangeContext): Promise<Page> {
-  const splitter = new LineSplitter(MAX_LINE_BYTES)
+  // A line over the protocol's bound is refused as it arrives, not once it has all come.
+  const splitter = new LineSplitter(LIMITS.lineBytes)
   const onLine = (line: string): void => reader.line(line)
   try {
     for await (const chunk of res.body) splitter.push(chunk as Buffer, onLine)
@@ -449,6 +460,19 @@ async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReade
   } catch (error) {
     throw where(error, ctx)
   }
+}
+
+/** Reads a whole body as UTF-8 text; ProtocolError as soon as it passes `max` bytes (the rest is not read). */
+async function readWhole(body: Dispatcher.ResponseData['body'], max: number, ctx: ExchangeContext): Promise<string> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of body) {
+    const buf = chunk as Buffer
+    bytes += buf.length
+    if (bytes > max) throw new ProtocolError(`${ctx.what} on ${ctx.source} answered more than ${max} bytes, more than the protocol allows for what was asked: nothing of it is used`)
+    chunks.push(buf)
+  }
+  return Buffer.concat(chunks, bytes).toString('utf8')
 }
 
 /** Reads a body as UTF-8 text, up to `max` bytes (the rest is dropped). */
