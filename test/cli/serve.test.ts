@@ -3,6 +3,7 @@ import type { ChildProcess } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { isLoopback } from '../../src/cli/commands/serve.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { collect, failsWith, ok, spawnTidemark, tidemark, type CliResult } from './run-cli.js'
 
@@ -82,5 +83,37 @@ describe('tidemark serve', () => {
     } finally {
       taken.close()
     }
+  })
+
+  it('refuses to serve an address other computers can reach without tokens, unless --insecure-no-auth', async () => {
+    const db = join(tmpDir(), 'shop.db')
+    ok(await tidemark(['write', db, 'customers', '1', '{}']))
+    for (const host of ['0.0.0.0', '::']) {
+      failsWith(
+        await tidemark(['serve', db, '--host', host, '--port', '0']),
+        1,
+        new RegExp(`refusing to serve ${host.replace(/\./g, '\\.')} without tokens: anyone who can reach that address could read, export and verify every feed\\. Give --token`),
+      )
+    }
+    // Blank tokens do not count as tokens (they are an error of their own).
+    failsWith(await tidemark(['serve', db, '--host', '0.0.0.0', '--port', '0', '--token', '']), 1, /is empty/)
+
+    const open = await serve([db, '--host', '0.0.0.0', '--port', '0', '--insecure-no-auth'])
+    const port = new URL(open.url).port
+    assert.equal((await fetch(`http://127.0.0.1:${port}/v1/feeds`)).status, 200)
+    open.child.kill('SIGTERM')
+    const result = await open.done
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stderr, /--insecure-no-auth: anyone who can reach http:\/\/0\.0\.0\.0:\d+ can read every feed/)
+
+    const guarded = await serve([db, '--host', '0.0.0.0', '--port', '0', '--token', 't'])
+    assert.equal((await fetch(`http://127.0.0.1:${new URL(guarded.url).port}/v1/feeds`)).status, 401)
+    guarded.child.kill('SIGTERM')
+    assert.equal((await guarded.done).code, 0)
+  })
+
+  it('knows which addresses are loopback', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', '::1', '[::1]', '::ffff:127.0.0.1']) assert.equal(isLoopback(host), true, host)
+    for (const host of ['0.0.0.0', '::', '10.0.0.5', '128.0.0.1', 'example.com', '::ffff:10.0.0.1', '127.0.0.1.example.com']) assert.equal(isLoopback(host), false, host)
   })
 })

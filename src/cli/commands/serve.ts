@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { BadRequestError } from '../../errors.js'
 import type { FeedServer } from '../../server/feed-server.js'
 import type { Logger, SourceStore } from '../../store/store.js'
@@ -11,6 +12,7 @@ interface ServeOptions {
   host: string
   port: number
   token?: string[]
+  insecureNoAuth?: boolean
   maintainEvery?: number
   relayNats?: string
   relayAmqp?: string
@@ -25,7 +27,8 @@ export const registerServe: Registrar = (program, cli) => {
     .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port)', parsePort, 7480)
-    .option('--token <token>', 'accept this bearer token (repeatable; default: $TIDEMARK_TOKENS, comma-separated; none: no auth)', collect)
+    .option('--token <token>', 'accept this bearer token (repeatable; default: $TIDEMARK_TOKENS, comma-separated; none: no auth, on 127.0.0.1 only)', collect)
+    .option('--insecure-no-auth', 'serve without tokens on an address other computers can reach (anyone who reaches it reads every feed)')
     .option(
       '--maintain-every <duration>',
       "how often to update digests, apply retention and check for a restore (default: the server's; 0: never)",
@@ -42,6 +45,7 @@ SIGINT or SIGTERM closes the server and the store, then exits 0.
 ${examples([
   'tidemark serve shop.db',
   'tidemark serve shop.db --host 0.0.0.0 --port 8080 --token "$READER_TOKEN" --token "$ADMIN_TOKEN"',
+  'tidemark serve shop.db --host 10.0.0.5 --insecure-no-auth   # a trusted network only',
   'TIDEMARK_TOKENS=t1,t2 tidemark serve shop.db',
   'curl -H "Authorization: Bearer $READER_TOKEN" http://127.0.0.1:7480/v1/feeds',
 ])}`,
@@ -57,6 +61,12 @@ ${examples([
         // Loaded when serve runs, so that the other commands do not pay for loading fastify.
         const { createFeedServer } = await import('../../server/feed-server.js')
         const authorize = tokenAuthorizer(tokensFrom(options.token, process.env.TIDEMARK_TOKENS))
+        if (!authorize && !options.insecureNoAuth && !isLoopback(options.host)) {
+          throw new BadRequestError(
+            `refusing to serve ${options.host} without tokens: anyone who can reach that address could read, export and verify every feed. ` +
+              'Give --token (or TIDEMARK_TOKENS), listen on 127.0.0.1, or pass --insecure-no-auth if the network itself is trusted',
+          )
+        }
         server = await createFeedServer({
           store,
           logger: cli.logger('server'),
@@ -66,7 +76,8 @@ ${examples([
         const { url } = await server.listen({ host: options.host, port: options.port }).catch((error: unknown) => {
           throw listenError(error, options)
         })
-        if (!authorize) log.warn({}, 'no --token given: anyone who can reach this address can read every feed')
+        if (!authorize && !isLoopback(options.host)) log.warn({}, `--insecure-no-auth: anyone who can reach ${url} can read every feed`)
+        else if (!authorize) log.warn({}, 'no --token given: every process on this machine can read every feed')
         cli.note(`tidemark serving ${store.location} at ${url}`)
         relays = await startEmbeddedRelays(store, options, cli.logger('relay'))
         const signal = await stop.signalled
@@ -105,6 +116,14 @@ async function startEmbeddedRelays(store: SourceStore, options: ServeOptions, lo
   })
   running.done.catch((error: unknown) => logger.error({ err: (error as Error).message }, `a relay stopped: ${(error as Error).message}`))
   return running
+}
+
+/** Whether `host` is reachable from this machine only: 127.0.0.0/8, ::1 (also IPv4-mapped), `localhost`. */
+export function isLoopback(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h
+  return isIP(v4) === 4 && v4.startsWith('127.')
 }
 
 /** The operator's mistakes when listening, said as such (exit 1) rather than as an unexpected error. */
