@@ -16,6 +16,7 @@ export const ERROR_CODES = [
   'store-unavailable',
   'broker-unavailable',
   'busy',
+  'rate-limited',
   'conflict',
   'protocol',
   'apply-failed',
@@ -36,6 +37,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   'store-unavailable': 503,
   'broker-unavailable': 503,
   busy: 503,
+  'rate-limited': 429,
   conflict: 409,
   protocol: 502,
   'apply-failed': 500,
@@ -56,6 +58,7 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   'store-unavailable': 3,
   'broker-unavailable': 3,
   busy: 3,
+  'rate-limited': 3,
   protocol: 3,
   'apply-failed': 4,
   internal: 70,
@@ -182,8 +185,9 @@ export class BusyError extends TidemarkError {
   constructor(
     message: string,
     readonly retryAfterS: number,
+    code: 'busy' | 'rate-limited' = 'busy',
   ) {
-    super('busy', message, { details: { retryAfter: retryAfterS } })
+    super(code, message, { details: { retryAfter: retryAfterS } })
     this.name = 'BusyError'
   }
 }

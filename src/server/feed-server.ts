@@ -5,14 +5,15 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { AddressInfo, Socket } from 'node:net'
-import { BadRequestError, TooLargeError } from '../errors.js'
+import { createSecureContext, type Server as TlsServer } from 'node:tls'
+import { BadRequestError, BusyError, TooLargeError } from '../errors.js'
 import { silentLogger, type Logger, type SourceStore } from '../store/store.js'
 import { bearerToken, type AuthRequest } from './auth.js'
 import { answerClientError } from './client-errors.js'
 import { sendError } from './http-errors.js'
 import { DEFAULT_HOST, DEFAULT_PORT, PROTOCOL_HEADER, PROTOCOL_VERSION } from './http-protocol.js'
 import { parseJsonBody } from './json-body.js'
-import { serverLimits, Slots, type ServerLimits } from './server-limits.js'
+import { RateLimiter, serverLimits, Slots, SlotsPerClient, type ServerLimits } from './server-limits.js'
 import { MaintenanceLoop } from './maintenance.js'
 import { ServerMetrics } from './metrics.js'
 import { changesRoute } from './routes/changes.js'
@@ -38,6 +39,14 @@ export interface FeedServerOptions {
   maintainEveryMs?: number
   /** Timeouts, body size and concurrency caps; each defaults to DEFAULT_SERVER_LIMITS (src/server/server-limits.ts). */
   limits?: Partial<ServerLimits>
+  /** Serve HTTPS with this certificate (chain) and key, PEM; `reloadTls` swaps them without dropping connections. */
+  tls?: TlsFiles
+}
+
+/** A certificate chain and its private key, PEM. */
+export interface TlsFiles {
+  cert: string | Buffer
+  key: string | Buffer
 }
 
 export interface FeedServer {
@@ -47,6 +56,17 @@ export interface FeedServer {
   listen(options: { host?: string; port?: number }): Promise<{ url: string }>
   /** Stops maintenance, answers waiting long-polls, closes the server. Does NOT close the store. */
   close(): Promise<void>
+  /** A server made with `tls`: new connections use these; open ones (long-polls) go on with theirs. */
+  reloadTls(tls: TlsFiles): void
+}
+
+/** A certificate and a key that belong together, or BadRequestError saying what is wrong. */
+function checkTls(tls: TlsFiles): void {
+  try {
+    createSecureContext({ cert: tls.cert, key: tls.key })
+  } catch (error) {
+    throw new BadRequestError(`the TLS certificate and key are not usable together: ${(error as Error).message}`, { cause: error })
+  }
 }
 
 function hasBody(headers: Record<string, string | string[] | undefined>): boolean {
@@ -64,13 +84,31 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
   const { store, authorize } = options
   const logger = options.logger ?? silentLogger
   const limits = serverLimits(options.limits)
+  if (options.tls) checkTls(options.tls)
   const metrics = new ServerMetrics(store)
   const polls = new Set<AbortController>()
   let closing = false
-  const ctx: RouteContext = { store, logger, metrics, authorize, polls, closing: () => closing, limits, exports: new Slots(limits.exports) }
+  const ctx: RouteContext = {
+    store,
+    logger,
+    metrics,
+    authorize,
+    polls,
+    closing: () => closing,
+    limits,
+    exports: new Slots(limits.exports),
+    longPolls: new Slots(limits.longPolls),
+    longPollsPerClient: new SlotsPerClient(limits.longPollsPerClient),
+    rate: new RateLimiter(limits.requestsPerSecond, limits.requestBurst),
+    clientOf: (request) => {
+      const token = bearerToken(request)
+      return token === undefined ? `address ${request.ip}` : `token ${token}`
+    },
+  }
 
   const app = Fastify({
     logger: false,
+    ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}),
     bodyLimit: limits.bodyBytes,
     // Node's timers for a client that is slow to send (on purpose or not): headers, then the whole
     // request, then silence on the socket; fastify's defaults leave the first two off.
@@ -121,6 +159,17 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
       throw new BadRequestError('an HTTP/1.1 request needs a Host header (RFC 9112, section 3.2)')
     }
     const route = request.routeOptions.url
+    if (route?.startsWith('/v1/')) {
+      // Before the token is checked, so that a flood of bad tokens is slowed down too.
+      const wait = ctx.rate.take(ctx.clientOf(request))
+      if (wait > 0) {
+        throw new BusyError(
+          `over this server's rate of ${limits.requestsPerSecond} requests per second per client (bursts of ${limits.requestBurst}): ask again in ${wait} s`,
+          wait,
+          'rate-limited',
+        )
+      }
+    }
     if (authorize && route?.startsWith('/v1/')) {
       const feed = (request.params as { feed?: string } | undefined)?.feed
       await authorize({ token: bearerToken(request), feed, route })
@@ -160,9 +209,15 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
       await app.listen({ host, port })
       const address = app.server.address() as AddressInfo
       const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address
-      const url = `http://${shown}:${address.port}`
+      const url = `${options.tls ? 'https' : 'http'}://${shown}:${address.port}`
       logger.info({ url, store: store.location }, `feed server listening on ${url}`)
       return { url }
+    },
+    reloadTls(tls) {
+      if (!options.tls) throw new BadRequestError('this feed server was made without TLS: there is nothing to reload')
+      // Checked first: a bad pair keeps the old certificate in place.
+      checkTls(tls)
+      ;(app.server as unknown as TlsServer).setSecureContext({ cert: tls.cert, key: tls.key })
     },
     close() {
       closed ??= (async () => {

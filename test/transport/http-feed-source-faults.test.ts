@@ -366,6 +366,39 @@ describe('HttpFeedSource: a hostile server cannot exhaust the replica', () => {
     await assert.rejects(source.rows('f', ['k1']), protocol(/answered more than \d+ bytes, more than the protocol allows/))
   })
 
+  it('stops reading a listing past maxPageBytes and uses what is whole; refuses one transaction far larger', async () => {
+    let lines: string[] = []
+    // Sent a few lines at a time, so that the client sees the listing grow (not all of it in one chunk).
+    const trickle = async (res: ServerResponse, body: string[], end: unknown): Promise<void> => {
+      for (let i = 0; i < body.length && !res.destroyed; i++) {
+        res.write(`${body[i]}\n`)
+        if (i % 5 === 4) await new Promise((resolve) => setTimeout(resolve, 2))
+      }
+      if (!res.destroyed) res.end(`${JSON.stringify(end)}\n`)
+    }
+    const { source } = await scripted((res, url) => {
+      res.writeHead(200, { 'tidemark-protocol': '1', 'content-type': 'application/x-ndjson', 'tidemark-epoch': 'e1', 'tidemark-head': '100' })
+      if (url.includes('/snapshot')) {
+        const rows = Array.from({ length: 100 }, (_, i) => `{"key":"k${String(i + 1).padStart(3, '0')}","seq":${i + 1},"data":"${'r'.repeat(80)}"}`)
+        void trickle(res, rows, { end: true, epoch: 'e1', head: 100, last: 'k100', done: true, rows: 100 })
+        return
+      }
+      void trickle(res, lines, { end: true, epoch: 'e1', head: 100, last: 100 })
+    }, { maxPageBytes: 1000 })
+    // Two-change transactions of ~100 bytes a change: cut at a transaction boundary past 1000 bytes.
+    lines = Array.from({ length: 100 }, (_, i) => changeLine(i + 1, i % 2 === 0 ? i + 2 : i + 1, JSON.stringify('c'.repeat(40))))
+    const page = await source.changes('f', { after: 0 })
+    assert.ok(page.changes.length > 0 && page.changes.length < 100, `${page.changes.length} changes`)
+    assert.equal(page.changes.length % 2, 0, 'whole transactions only')
+    assert.equal(page.last, page.changes.length)
+    const chunk = await source.snapshot('f', { after: null })
+    assert.ok(chunk.rows.length > 0 && chunk.rows.length < 100)
+    assert.deepEqual([chunk.done, chunk.head, chunk.last], [false, 100, chunk.rows.at(-1)?.key])
+    // One transaction of all 100 changes (~7 KB): past 4 × 1000 bytes with nothing whole.
+    lines = Array.from({ length: 100 }, (_, i) => changeLine(i + 1, 100, JSON.stringify('c'.repeat(40))))
+    await assert.rejects(source.changes('f', { after: 0 }), protocol(/passed 4000 bytes with no whole transaction in it: nothing of it is used/))
+  })
+
   it('refuses an empty or unsendable token', () => {
     assert.throws(() => new HttpFeedSource('http://127.0.0.1:1', { token: '' }), /the token is empty/)
     assert.throws(() => new HttpFeedSource('http://127.0.0.1:1', { token: ' ' }), /the token is empty/)

@@ -34,7 +34,7 @@ export function exportRoute(app: FastifyInstance, ctx: RouteContext): void {
     const release = ctx.exports.take()
     if (!release) {
       throw new BusyError(
-        `this feed server is making ${ctx.exports.size} exports already (its limit): ask again in ${EXPORT_RETRY_S} s, or raise the limit (tidemark serve --max-exports)`,
+        `this feed server is making ${ctx.exports.size} exports already (its limit): ask again in ${EXPORT_RETRY_S} s, or raise the limit (tidemark serve --limit exports=N)`,
         EXPORT_RETRY_S,
       )
     }

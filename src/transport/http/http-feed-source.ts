@@ -10,7 +10,7 @@ import { BadRequestError, EpochChangedError, ProtocolError, TidemarkError } from
 import type { StoredRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import { PROTOCOL_VERSION, type FeedInfo, type Seq } from '../../protocol/types.js'
-import { EPOCH_HEADER, NDJSON_TYPE, PROTOCOL_HEADER } from '../../server/http-protocol.js'
+import { EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE, PROTOCOL_HEADER } from '../../server/http-protocol.js'
 import { checkBuckets, checkDigestRequest } from '../../protocol/digest-wire.js'
 import type { BucketList } from '../../protocol/types.js'
 import type {
@@ -59,6 +59,17 @@ export interface HttpFeedSourceOptions {
   timeoutMs?: number
   /** Most connections open to the server at once (default: no bound; each long-poll holds one). */
   connections?: number
+  /**
+   * The most of one changes or snapshot listing held in memory, in bytes (default 64 MiB). Past it
+   * the client stops reading and uses what it has whole (transactions, rows), then asks again from
+   * there; a single transaction of more than four times this is refused (ProtocolError).
+   */
+  maxPageBytes?: number
+  /**
+   * For https:// servers: the certificate authorities to trust (PEM), instead of the system's. The
+   * server's certificate is always verified, its name included; there is no switch to turn that off.
+   */
+  ca?: string | Buffer
 }
 
 export class HttpFeedSource implements FeedSource {
@@ -67,6 +78,7 @@ export class HttpFeedSource implements FeedSource {
   private readonly base: string
   private readonly token: string | undefined
   private readonly timeoutMs: number
+  private readonly maxPageBytes: number
   private readonly agent: Agent
   private readonly inflight = new Set<AbortController>()
   private readonly counter = new TrafficCounter()
@@ -96,6 +108,8 @@ export class HttpFeedSource implements FeedSource {
     this.token = options.token
     this.timeoutMs = options.timeoutMs ?? 30_000
     if (!(this.timeoutMs > 0)) throw new BadRequestError(`timeoutMs must be positive, got ${this.timeoutMs}`)
+    this.maxPageBytes = options.maxPageBytes ?? 64 * 1024 * 1024
+    if (!(Number.isSafeInteger(this.maxPageBytes) && this.maxPageBytes > 0)) throw new BadRequestError(`maxPageBytes must be a positive whole number, got ${this.maxPageBytes}`)
     const connections = options.connections
     if (connections !== undefined && !(Number.isSafeInteger(connections) && connections > 0)) {
       throw new BadRequestError(`connections must be a positive whole number, got ${connections}`)
@@ -104,7 +118,7 @@ export class HttpFeedSource implements FeedSource {
       connections: connections ?? null,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
-      connect: this.counter.connector(),
+      connect: this.counter.connector(options.ca === undefined ? {} : { ca: options.ca }),
     })
   }
 
@@ -138,7 +152,7 @@ export class HttpFeedSource implements FeedSource {
       async (res, ctx) => {
         const epoch = this.listingEpoch(res, ctx, req.epoch)
         const reader = new ChangesPageReader(feed, req.after, epoch, (body) => errorFromBody(body, undefined, ctx))
-        return readListing(res, reader, ctx)
+        return readListing(res, reader, ctx, this.maxPageBytes)
       },
     )
   }
@@ -153,8 +167,9 @@ export class HttpFeedSource implements FeedSource {
     const path = `${feedPath(feed)}/snapshot${qs}`
     return this.exchange({ method: 'GET', path, feed, accept: NDJSON_TYPE, signal: req.signal, epoch: req.epoch }, async (res, ctx) => {
       const epoch = this.listingEpoch(res, ctx, req.epoch)
-      const reader = new SnapshotPageReader(feed, after, req.limit, epoch, (body) => errorFromBody(body, undefined, ctx))
-      return readListing(res, reader, ctx)
+      const head = Number(header(res, HEAD_HEADER))
+      const reader = new SnapshotPageReader(feed, after, req.limit, epoch, (body) => errorFromBody(body, undefined, ctx), isSeq(head) ? head : undefined)
+      return readListing(res, reader, ctx, this.maxPageBytes)
     })
   }
 
@@ -445,13 +460,28 @@ function header(res: Dispatcher.ResponseData, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value
 }
 
-/** Streams a listing's body through the line splitter into the page reader. */
-async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReader<Page>, ctx: ExchangeContext): Promise<Page> {
+/**
+ * Streams a listing's body through the line splitter into the page reader. Past `maxBytes` it stops
+ * reading (the connection is dropped) and returns what is whole so far; past four times that with
+ * nothing whole to return, it refuses the listing.
+ */
+async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReader<Page>, ctx: ExchangeContext, maxBytes: number): Promise<Page> {
   // A line over the protocol's bound is refused as it arrives, not once it has all come.
   const splitter = new LineSplitter(LIMITS.lineBytes)
   const onLine = (line: string): void => reader.line(line)
+  let bytes = 0
   try {
-    for await (const chunk of res.body) splitter.push(chunk as Buffer, onLine)
+    for await (const chunk of res.body) {
+      splitter.push(chunk as Buffer, onLine)
+      bytes += (chunk as Buffer).length
+      if (bytes > maxBytes && !reader.complete) {
+        const page = reader.cut()
+        if (page !== undefined) return page
+        if (bytes > 4 * maxBytes) {
+          throw new ProtocolError(`the listing passed ${4 * maxBytes} bytes with no whole transaction in it: nothing of it is used (raise maxPageBytes if one transaction of the source is really this large)`)
+        }
+      }
+    }
   } catch (error) {
     throw where(error, ctx)
   }
