@@ -160,7 +160,8 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
     }
     const route = request.routeOptions.url
     if (route?.startsWith('/v1/')) {
-      // Before the token is checked, so that a flood of bad tokens is slowed down too.
+      // Keyed by the token as sent (before it is checked) or else the address; made-up tokens each
+      // get a bucket, which the limiter's sweep keeps bounded, and a refusal of one is cheap.
       const wait = ctx.rate.take(ctx.clientOf(request))
       if (wait > 0) {
         throw new BusyError(
