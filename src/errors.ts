@@ -15,6 +15,8 @@ export const ERROR_CODES = [
   'not-a-store',
   'store-unavailable',
   'broker-unavailable',
+  'busy',
+  'rate-limited',
   'conflict',
   'protocol',
   'apply-failed',
@@ -34,6 +36,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   'not-a-store': 500,
   'store-unavailable': 503,
   'broker-unavailable': 503,
+  busy: 503,
+  'rate-limited': 429,
   conflict: 409,
   protocol: 502,
   'apply-failed': 500,
@@ -53,6 +57,8 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   'not-a-store': 3,
   'store-unavailable': 3,
   'broker-unavailable': 3,
+  busy: 3,
+  'rate-limited': 3,
   protocol: 3,
   'apply-failed': 4,
   internal: 70,
@@ -168,6 +174,21 @@ export class BrokerUnavailableError extends TidemarkError {
   constructor(message: string, cause?: unknown) {
     super('broker-unavailable', message, { cause })
     this.name = 'BrokerUnavailableError'
+  }
+}
+
+/**
+ * The feed server is at one of its limits (concurrent exports or long-polls): nothing is wrong with
+ * the request, ask again after `retryAfterS` seconds (sent as the Retry-After header too).
+ */
+export class BusyError extends TidemarkError {
+  constructor(
+    message: string,
+    readonly retryAfterS: number,
+    code: 'busy' | 'rate-limited' = 'busy',
+  ) {
+    super(code, message, { details: { retryAfter: retryAfterS } })
+    this.name = 'BusyError'
   }
 }
 

@@ -4,6 +4,11 @@ export const LIMITS = {
   keyBytes: 512,
   /** Largest serialized `data` of one change, in bytes. */
   dataBytes: 1024 * 1024,
+  /**
+   * Longest line of a `changes` or `snapshot` listing a client accepts: the largest `data` plus
+   * room for the largest key escaped (512 bytes as `\u00XX` each is 3072) and the other fields.
+   */
+  lineBytes: 1024 * 1024 + 4096,
   /** Default and largest `limit` of a changes request (whole transactions may exceed it). */
   changesDefault: 1000,
   changesMax: 100_000,

@@ -5,6 +5,7 @@ import {
   HistoryRewoundError,
   LogTruncatedError,
   NotAStoreError,
+  ProtocolError,
   TidemarkError,
   asTidemarkError,
 } from '../errors.js'
@@ -393,6 +394,17 @@ export class Replica<Tx = unknown> {
     while (!p.snapshotDone && next) {
       signal.throwIfAborted()
       const page = await next
+      // The protocol promises a chunk is read at or above any head read before it (the server
+      // folds its log in first). One below it lacks the writes in between, which the log pulled
+      // after the snapshot (from the head read first) would never bring: refuse it, keep nothing
+      // of it, and ask again (a server behind a stale read replica, a broken proxy cache).
+      if (page.head < p.readHead) {
+        throw new ProtocolError(
+          `the snapshot chunk ${p.afterKey === null ? 'from the first key' : `after key ${JSON.stringify(p.afterKey)}`} was read at head ${page.head}, below head ${p.readHead} read before it: ` +
+            'the source broke the protocol (is a feed server reading a stale copy?); nothing of the chunk was kept, asking again',
+          { details: { head: page.head, readHead: p.readHead } },
+        )
+      }
       next = page.done ? undefined : fetchChunk(page.last)
       const readHead = Math.max(p.readHead, page.head)
       await this.store.writeSnapshotChunk(this.name, page.rows, { afterKey: page.last, readHead, done: page.done })

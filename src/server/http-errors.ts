@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify'
-import { asTidemarkError, BadRequestError, TidemarkError, TooLargeError } from '../errors.js'
+import { asTidemarkError, BadRequestError, BusyError, TidemarkError, TooLargeError } from '../errors.js'
 import type { Logger } from '../store/store.js'
 import { JSON_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION } from './http-protocol.js'
 
@@ -23,6 +23,7 @@ export function toTidemarkError(error: unknown): TidemarkError {
 export function sendError(reply: FastifyReply, error: unknown, logger: Logger, status?: number): FastifyReply {
   const e = toTidemarkError(error)
   logError(logger, e, reply.request.method, reply.request.url)
+  if (e instanceof BusyError) reply.header('retry-after', String(e.retryAfterS))
   return reply
     .code(status ?? e.status)
     .header(PROTOCOL_HEADER, String(PROTOCOL_VERSION))

@@ -174,6 +174,9 @@ describe('tidemark export / import / inspect', () => {
       [variant('not-export.csv', Buffer.from('id,name\n1,Ada\n')), [], /not a tidemark export file/],
       [signed, ['--key', 'wrong'], /signature does not match: the file was altered after it was signed, or signed with another key/],
       [good, ['--key', KEY], /not signed, and a signature is demanded/],
+      // An empty key (a variable that is not set) is an error, not "no key": the signature would go unchecked.
+      [signed, ['--key', ''], /--key is empty: give the shared signing key/],
+      [signed, ['--key', '  '], /--key is empty/],
       [good, ['--feed', 'orders'], /holds feed "customers", not "orders"/],
     ]
     // One replica file that holds a copy (it must stay as it is), and one that must never be created.
@@ -198,6 +201,11 @@ describe('tidemark export / import / inspect', () => {
     assert.deepEqual(replicaFile(held), before)
     // inspect says the same, and exits 1.
     failsWith(await tidemark(['inspect', join(o.dir, 'flipped')]), 1, /the file is damaged/)
+    const emptyEnv = { env: { TIDEMARK_EXPORT_KEY: '' } }
+    failsWith(await tidemark(['import', signed, '--into', join(o.dir, 'never.db'), '--source', o.url], emptyEnv), 1, /TIDEMARK_EXPORT_KEY is empty/)
+    failsWith(await tidemark(['inspect', signed], emptyEnv), 1, /TIDEMARK_EXPORT_KEY is empty/)
+    failsWith(await tidemark(['export', o.db, 'customers', '-o', join(o.dir, 'never.tidemark')], emptyEnv), 1, /TIDEMARK_EXPORT_KEY is empty/)
+    assert.equal(existsSync(join(o.dir, 'never.db')), false)
   })
 
   it('refuses to import over a replica that holds a copy unless --force, which replaces it', async () => {

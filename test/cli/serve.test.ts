@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
+import { copyFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { isLoopback } from '../../src/cli/commands/serve.js'
+import { testCa } from '../helpers/tls.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { collect, failsWith, ok, spawnTidemark, tidemark, type CliResult } from './run-cli.js'
 
@@ -16,7 +19,7 @@ async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ chi
     const timer = setTimeout(() => reject(new Error(`serve did not start: ${seen}`)), 15_000)
     child.stderr?.on('data', (d: Buffer | string) => {
       seen += String(d)
-      const m = /^tidemark serving .* at (http:\/\/\S+)$/m.exec(seen)
+      const m = /^tidemark serving .* at (https?:\/\/\S+)$/m.exec(seen)
       if (m) {
         clearTimeout(timer)
         resolve(m[1] as string)
@@ -66,6 +69,15 @@ describe('tidemark serve', () => {
     assert.equal((await done).code, 0)
 
     failsWith(await tidemark(['serve', join(tmpDir(), 'missing.db'), '--port', '0']), 3, /no such database file/)
+    // An empty or blank token (a variable that is not set) is an error, never "no authentication".
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', '']), 1, /--token number 1 of 1 is empty: an empty token would leave the feed server without authentication/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a', '--token', ' ']), 1, /--token number 2 of 2 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a b']), 1, /contains a space or a control character/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: ',,' } }), 1, /TIDEMARK_TOKENS entry 1 of 3 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: 'a,,b' } }), 1, /TIDEMARK_TOKENS entry 2 of 3 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: '' } }), 1, /TIDEMARK_TOKENS entry 1 of 1 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--limit', 'nope=1']), 1, /--limit "nope=1": give name=value with a whole number, the name one of requestTimeoutMs, /)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--limit', 'exports=0']), 1, /server limit exports must be a positive whole number, got 0/)
     failsWith(await tidemark(['serve', db, '--port', '70000']), 1, /argument '70000' is invalid/)
     const taken = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
@@ -75,5 +87,73 @@ describe('tidemark serve', () => {
     } finally {
       taken.close()
     }
+  })
+
+  it('refuses to serve an address other computers can reach without tokens, unless --insecure-no-auth', async () => {
+    const db = join(tmpDir(), 'shop.db')
+    ok(await tidemark(['write', db, 'customers', '1', '{}']))
+    for (const host of ['0.0.0.0', '::']) {
+      failsWith(
+        await tidemark(['serve', db, '--host', host, '--port', '0']),
+        1,
+        new RegExp(`refusing to serve ${host.replace(/\./g, '\\.')} without tokens: anyone who can reach that address could read, export and verify every feed\\. Give --token`),
+      )
+    }
+    // Blank tokens do not count as tokens (they are an error of their own).
+    failsWith(await tidemark(['serve', db, '--host', '0.0.0.0', '--port', '0', '--token', '']), 1, /is empty/)
+
+    const open = await serve([db, '--host', '0.0.0.0', '--port', '0', '--insecure-no-auth'])
+    const port = new URL(open.url).port
+    assert.equal((await fetch(`http://127.0.0.1:${port}/v1/feeds`)).status, 200)
+    open.child.kill('SIGTERM')
+    const result = await open.done
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stderr, /--insecure-no-auth: anyone who can reach http:\/\/0\.0\.0\.0:\d+ can read every feed/)
+
+    const guarded = await serve([db, '--host', '0.0.0.0', '--port', '0', '--token', 't'])
+    assert.equal((await fetch(`http://127.0.0.1:${new URL(guarded.url).port}/v1/feeds`)).status, 401)
+    guarded.child.kill('SIGTERM')
+    assert.equal((await guarded.done).code, 0)
+  })
+
+  it('knows which addresses are loopback', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', 'LOCALHOST', '::1', '[::1]', '::ffff:127.0.0.1']) assert.equal(isLoopback(host), true, host)
+    for (const host of ['0.0.0.0', '::', '10.0.0.5', '128.0.0.1', 'example.com', '::ffff:10.0.0.1', '127.0.0.1.example.com']) assert.equal(isLoopback(host), false, host)
+  })
+
+  it('serves HTTPS with --tls-cert/--tls-key, reloads them on SIGHUP; clients trust a CA given with --ca', async () => {
+    const first = testCa('first CA')
+    const second = testCa('second CA')
+    const dir = tmpDir()
+    const db = join(dir, 'shop.db')
+    ok(await tidemark(['write', db, 'customers', '1', '{"name":"Ada"}']))
+    const cert = join(dir, 'server.pem')
+    const key = join(dir, 'server.key')
+    copyFileSync(first.certFile, cert)
+    copyFileSync(first.keyFile, key)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--tls-cert', cert]), 1, /give --tls-cert and --tls-key together/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--tls-cert', cert, '--tls-key', second.keyFile]), 1, /not usable together/)
+
+    const { child, url, done } = await serve([db, '--port', '0', '--tls-cert', cert, '--tls-key', key])
+    assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/)
+    const out = join(dir, 'c.tidemark')
+    ok(await tidemark(['export', url, 'customers', '-o', out, '--ca', first.caFile]))
+    failsWith(await tidemark(['export', url, 'customers', '-o', out]), 3, /certificate/i)
+    failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', second.caFile]), 3, /certificate/i)
+    failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', join(dir, 'missing.pem')]), 1, /cannot read the CA file/)
+    failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', db]), 1, /holds no PEM certificate/)
+
+    // New files, then SIGHUP: new connections get the new certificate.
+    copyFileSync(second.certFile, cert)
+    copyFileSync(second.keyFile, key)
+    let stderr = ''
+    child.stderr?.on('data', (d: Buffer | string) => (stderr += String(d)))
+    child.kill('SIGHUP')
+    for (let i = 0; i < 500 && !/reloaded the TLS certificate/.test(stderr); i++) await new Promise((r) => setTimeout(r, 20))
+    assert.match(stderr, /reloaded the TLS certificate/)
+    ok(await tidemark(['export', url, 'customers', '-o', out, '--ca', second.caFile], { env: {} }))
+    ok(await tidemark(['export', url, 'customers', '-o', out], { env: { TIDEMARK_CA: second.caFile } }))
+    child.kill('SIGTERM')
+    assert.equal((await done).code, 0)
   })
 })

@@ -96,4 +96,54 @@ describe('GET /v1/feeds/:feed/export', () => {
     for (let i = 0; i < 100 && leftovers().length > 0; i++) await delay(20)
     assert.deepEqual(leftovers(), [])
   })
+
+  it('makes at most limits.exports at once: the next is 503 busy with Retry-After until one is over', async () => {
+    let open: () => void = () => {}
+    let gate: Promise<void> = new Promise((resolve) => (open = resolve))
+    let held = 0
+    const fx = await serve({
+      limits: { exports: 1 },
+      // The export's copy waits at its first snapshot read until the test opens the gate.
+      wrap: (store) =>
+        new Proxy(store, {
+          get(target, name, receiver) {
+            const value = Reflect.get(target, name, receiver) as unknown
+            if (name !== 'snapshot' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value
+            return async (...args: unknown[]) => {
+              held++
+              await gate
+              return (value as (...a: unknown[]) => unknown).apply(target, args)
+            }
+          },
+        }),
+    })
+    await fx.store.ensureFeed('customers')
+    await fx.store.write('customers', [{ op: 'upsert', key: 'a', data: 1 }])
+    const { url } = await fx.server.listen({ port: 0 })
+    const first = fetch(`${url}/v1/feeds/customers/export`)
+    for (let i = 0; i < 500 && held === 0; i++) await delay(10)
+    assert.equal(held, 1, 'the first export is copying')
+    const busy = await fetch(`${url}/v1/feeds/customers/export`)
+    assert.equal(busy.status, 503)
+    assert.equal(busy.headers.get('retry-after'), '10')
+    assert.equal(busy.headers.get('tidemark-protocol'), '1')
+    const body = (await busy.json()) as { error: string; message: string; retryAfter: number }
+    assert.equal(body.error, 'busy')
+    assert.equal(body.retryAfter, 10)
+    assert.match(body.message, /making 1 exports already \(its limit\): ask again in 10 s/)
+    open()
+    const done = await first
+    assert.equal(done.status, 200)
+    await done.arrayBuffer()
+    // The slot is free again once the first answer is over.
+    gate = Promise.resolve()
+    let again = await fetch(`${url}/v1/feeds/customers/export`)
+    for (let i = 0; i < 50 && again.status === 503; i++) {
+      await again.arrayBuffer()
+      await delay(20)
+      again = await fetch(`${url}/v1/feeds/customers/export`)
+    }
+    assert.equal(again.status, 200)
+    await again.arrayBuffer()
+  })
 })

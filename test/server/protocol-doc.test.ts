@@ -37,6 +37,7 @@ describe('docs/protocol.md', () => {
     const numbers = [
       LIMITS.keyBytes,
       LIMITS.dataBytes,
+      LIMITS.lineBytes,
       LIMITS.changesDefault,
       LIMITS.changesMax,
       LIMITS.snapshotDefault,

@@ -17,6 +17,7 @@ import {
   UnknownFeedError,
 } from '../../src/errors.js'
 import type { StoredChange, StoredRow } from '../../src/protocol/encoded.js'
+import { LIMITS } from '../../src/protocol/limits.js'
 import { HttpFeedSource } from '../../src/transport/http/http-feed-source.js'
 import { changeLine, fakeServer, httpSource, v1Changes, v1Error, v1Head } from './helpers.js'
 
@@ -299,6 +300,109 @@ describe('HttpFeedSource: listings that break the rules', () => {
     await assert.rejects(source.info('f'), protocol(/no head/))
     body = { ...good, minSeq: 7 }
     await assert.rejects(source.info('f'), protocol(/minSeq 7/))
+  })
+})
+
+describe('HttpFeedSource: a hostile server cannot exhaust the replica', () => {
+  /** A listing whose one line never ends: 1 MB chunks with no newline, up to 50 MB, as fast as the client takes them. */
+  async function endlessLine(path: 'changes' | 'snapshot') {
+    let written = 0
+    const { source } = await scripted((res) => {
+      v1Head(res, 200, 'ndjson', 'e1')
+      const chunk = Buffer.alloc(1024 * 1024, 'a')
+      res.write(path === 'changes' ? '{"seq":1,"key":"k1","op":"upsert","data":"' : '{"key":"k1","seq":1,"data":"')
+      let closed = false
+      res.on('close', () => (closed = true))
+      void (async () => {
+        while (!closed && written < 50 * 1024 * 1024) {
+          written += chunk.length
+          if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve))
+        }
+        res.end()
+      })()
+    })
+    return { source, written: () => written }
+  }
+
+  for (const path of ['changes', 'snapshot'] as const) {
+    it(`refuses a ${path} line over the protocol's bound as it comes, without reading the rest`, async () => {
+      const { source, written } = await endlessLine(path)
+      const call = path === 'changes' ? source.changes('f', { after: 0 }) : source.snapshot('f', { after: null })
+      await assert.rejects(call, protocol(new RegExp(`line 1 of the response is over ${LIMITS.lineBytes} bytes, longer than the protocol allows`)))
+      // Far less than the 50 MB were sent: the client hung up (the socket's buffers hold a few MB at most).
+      assert.ok(written() < 20 * 1024 * 1024, `the server got to write ${written()} bytes`)
+    })
+  }
+
+  it('refuses data over the protocol\'s 1 MiB, in changes, snapshot rows and rows by key', async () => {
+    const big = JSON.stringify('x'.repeat(LIMITS.dataBytes - 1)) // 1 MiB + 1 byte with its quotes
+    let body = ''
+    const { source } = await scripted((res, url) => {
+      if (url.includes('/rows')) {
+        v1Head(res, 200, 'json')
+        res.end(`{"epoch":"e1","head":1,"rows":[{"key":"k1","seq":1,"data":${big}}]}`)
+        return
+      }
+      v1Head(res, 200, 'ndjson', 'e1')
+      res.end(body)
+    })
+    body = `${changeLine(1, 1, big)}\n${JSON.stringify({ end: true, epoch: 'e1', head: 1, last: 1 })}\n`
+    await assert.rejects(source.changes('f', { after: 0 }), protocol(/change 1 has data of 1048577 bytes, over the protocol's 1048576/))
+    body = `{"key":"k1","seq":1,"data":${big}}\n${JSON.stringify({ end: true, epoch: 'e1', head: 1, last: 'k1', done: true, rows: 1 })}\n`
+    await assert.rejects(source.snapshot('f', { after: null }), protocol(/row "k1" has data of 1048577 bytes/))
+    await assert.rejects(source.rows('f', ['k1']), protocol(/row "k1" has data of 1048577 bytes/))
+    // Exactly at the limit is fine.
+    const most = JSON.stringify('x'.repeat(LIMITS.dataBytes - 2))
+    body = `${changeLine(1, 1, most)}\n${JSON.stringify({ end: true, epoch: 'e1', head: 1, last: 1 })}\n`
+    assert.equal((await source.changes('f', { after: 0 })).changes.length, 1)
+  })
+
+  it('refuses a rows answer larger than the keys asked for can be', async () => {
+    const { source } = await scripted((res) => {
+      v1Head(res, 200, 'json')
+      res.write('{"epoch":"e1","head":1,"rows":[')
+      res.end(`{"key":"k1","seq":1,"data":"${'y'.repeat(2 * LIMITS.lineBytes)}"}]}`)
+    })
+    await assert.rejects(source.rows('f', ['k1']), protocol(/answered more than \d+ bytes, more than the protocol allows/))
+  })
+
+  it('stops reading a listing past maxPageBytes and uses what is whole; refuses one transaction far larger', async () => {
+    let lines: string[] = []
+    // Sent a few lines at a time, so that the client sees the listing grow (not all of it in one chunk).
+    const trickle = async (res: ServerResponse, body: string[], end: unknown): Promise<void> => {
+      for (let i = 0; i < body.length && !res.destroyed; i++) {
+        res.write(`${body[i]}\n`)
+        if (i % 5 === 4) await new Promise((resolve) => setTimeout(resolve, 2))
+      }
+      if (!res.destroyed) res.end(`${JSON.stringify(end)}\n`)
+    }
+    const { source } = await scripted((res, url) => {
+      res.writeHead(200, { 'tidemark-protocol': '1', 'content-type': 'application/x-ndjson', 'tidemark-epoch': 'e1', 'tidemark-head': '100' })
+      if (url.includes('/snapshot')) {
+        const rows = Array.from({ length: 100 }, (_, i) => `{"key":"k${String(i + 1).padStart(3, '0')}","seq":${i + 1},"data":"${'r'.repeat(80)}"}`)
+        void trickle(res, rows, { end: true, epoch: 'e1', head: 100, last: 'k100', done: true, rows: 100 })
+        return
+      }
+      void trickle(res, lines, { end: true, epoch: 'e1', head: 100, last: 100 })
+    }, { maxPageBytes: 1000 })
+    // Two-change transactions of ~100 bytes a change: cut at a transaction boundary past 1000 bytes.
+    lines = Array.from({ length: 100 }, (_, i) => changeLine(i + 1, i % 2 === 0 ? i + 2 : i + 1, JSON.stringify('c'.repeat(40))))
+    const page = await source.changes('f', { after: 0 })
+    assert.ok(page.changes.length > 0 && page.changes.length < 100, `${page.changes.length} changes`)
+    assert.equal(page.changes.length % 2, 0, 'whole transactions only')
+    assert.equal(page.last, page.changes.length)
+    const chunk = await source.snapshot('f', { after: null })
+    assert.ok(chunk.rows.length > 0 && chunk.rows.length < 100)
+    assert.deepEqual([chunk.done, chunk.head, chunk.last], [false, 100, chunk.rows.at(-1)?.key])
+    // One transaction of all 100 changes (~7 KB): past 4 × 1000 bytes with nothing whole.
+    lines = Array.from({ length: 100 }, (_, i) => changeLine(i + 1, 100, JSON.stringify('c'.repeat(40))))
+    await assert.rejects(source.changes('f', { after: 0 }), protocol(/passed 4000 bytes with no whole transaction in it: nothing of it is used/))
+  })
+
+  it('refuses an empty or unsendable token', () => {
+    assert.throws(() => new HttpFeedSource('http://127.0.0.1:1', { token: '' }), /the token is empty/)
+    assert.throws(() => new HttpFeedSource('http://127.0.0.1:1', { token: ' ' }), /the token is empty/)
+    assert.throws(() => new HttpFeedSource('http://127.0.0.1:1', { token: 'a b' }), /contains a space/)
   })
 })
 

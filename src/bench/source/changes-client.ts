@@ -28,8 +28,9 @@ interface Line {
 export class ChangesClient {
   private readonly client: Client
 
-  constructor(baseUrl: string) {
-    this.client = new Client(baseUrl, { keepAliveTimeout: 60_000 })
+  /** `ca`: for an https:// server, the certificate authority to trust (PEM). */
+  constructor(baseUrl: string, options: { ca?: Buffer } = {}) {
+    this.client = new Client(baseUrl, { keepAliveTimeout: 60_000, ...(options.ca ? { connect: { ca: options.ca } } : {}) })
   }
 
   /** One request: `after`, `limit` and `wait` as in the protocol. Throws on an error status or line, or a cut body. */

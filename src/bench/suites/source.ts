@@ -6,9 +6,10 @@
 import { join } from 'node:path'
 import { createFeedServer } from '../../server/feed-server.js'
 import { SqliteSourceStore } from '../../store/sqlite/sqlite-source-store.js'
-import { atLeast, atMost, percentile, TempDirs } from '../harness.js'
+import { atLeast, atMost, gc, median, percentile, TempDirs } from '../harness.js'
 import { ChangesClient } from '../source/changes-client.js'
-import { fillFeed, measureReads } from '../source/changes-read.js'
+import { fillFeed, measureReads, readOverHttp } from '../source/changes-read.js'
+import { makeTestCertificate, type TestCertificate } from '../source/tls-certificate.js'
 import { HASHES, measureBucketUpdates, measureHashes } from '../source/digest-choices.js'
 import { measureIndexer } from '../source/indexer-rate.js'
 import { measureLongPoll, WaitSignal } from '../source/long-poll.js'
@@ -178,11 +179,60 @@ async function feedServerFigures(ctx: BenchContext, sizes: Sizes): Promise<void>
       ctx.report({ figure: `long-poll wake-up p${p}, commit in-process`, value: percentile(lat.longPoll, p), unit: 'ms', baseline: plain })
       ctx.report({ figure: `long-poll wake-up p${p}, commit by another process`, value: percentile(lat.childLongPoll, p), unit: 'ms', baseline: plain })
     }
+    await tlsFigures(ctx, sizes, { path, waits, temp, client, plainLongPollP50: percentile(lat.longPoll, 50) })
   } finally {
     await client?.close()
     await server.close()
     await store.close()
     temp.cleanup()
+  }
+}
+
+/**
+ * The same reads and long-polls over HTTPS (a second server over the same store, with a throwaway
+ * CA), each next to its plain HTTP figure of this run: reads alternate plain and TLS rounds.
+ */
+async function tlsFigures(
+  ctx: BenchContext,
+  sizes: Sizes,
+  run: { path: string; waits: WaitSignal; temp: TempDirs; client: ChangesClient; plainLongPollP50: number },
+): Promise<void> {
+  let certificate: TestCertificate
+  try {
+    certificate = makeTestCertificate(ctx.tmpDir())
+  } catch (error) {
+    ctx.log(`TLS figures skipped: cannot make a test certificate with openssl (${(error as Error).message})`)
+    return
+  }
+  const server = await createFeedServer({ store: run.waits.store, maintainEveryMs: 0, tls: { cert: certificate.cert, key: certificate.key } })
+  const client = new ChangesClient((await server.listen({ host: '127.0.0.1', port: 0 })).url, { ca: certificate.ca })
+  try {
+    const plain: number[] = []
+    const tls: number[] = []
+    for (let round = 0; round < sizes.readRounds; round++) {
+      ctx.signal.throwIfAborted()
+      gc()
+      plain.push((await readOverHttp(run.client, 'customers', sizes.httpChanges, 100_000)).rate)
+      gc()
+      tls.push((await readOverHttp(client, 'customers', sizes.httpChanges, 100_000)).rate)
+    }
+    ctx.log(`changes read: HTTPS ${Math.round(median(tls))}/s, HTTP ${Math.round(median(plain))}/s`)
+    ctx.report({
+      figure: `changes read over HTTPS (${sizes.httpChanges.toLocaleString('en-US')} changes)`,
+      value: median(tls),
+      unit: 'changes/s',
+      baseline: { name: 'plain HTTP, same rounds', value: median(plain) },
+    })
+    const lat = await measureLongPoll({ path: run.path, feed: 'live', client, waits: run.waits, temp: run.temp, commits: sizes.commits, signal: ctx.signal })
+    ctx.report({
+      figure: 'long-poll wake-up p50 over TLS, commit in-process',
+      value: percentile(lat.longPoll, 50),
+      unit: 'ms',
+      baseline: { name: 'plain HTTP long-poll p50', value: run.plainLongPollP50 },
+    })
+  } finally {
+    await client.close()
+    await server.close()
   }
 }
 

@@ -13,11 +13,13 @@ import { formatCount } from '../format.js'
 import { examples, parsePositive } from '../options.js'
 import { progressLine } from '../progress.js'
 import { interruptible } from '../interrupt.js'
+import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
 interface ExportOptions {
   output: string
   key?: string
   token?: string
+  ca?: string
   compression: Compression
   snapshotChunk?: number
 }
@@ -32,6 +34,7 @@ export const registerExport: Registrar = (program, cli) => {
     .requiredOption('-o, --output <file>', 'the export file to write (replaced only once it is complete)')
     .option('--key <key>', KEY_HELP)
     .option('--token <token>', 'bearer token for a feed server (default: $TIDEMARK_TOKEN)')
+    .option('--ca <file>', CA_HELP)
     .addOption(new Option('--compression <kind>', 'how the rows are compressed').choices(COMPRESSIONS).default(DEFAULT_COMPRESSION))
     .option('--snapshot-chunk <n>', 'rows per snapshot read', parsePositive)
     .addHelpText(
@@ -63,8 +66,7 @@ ${examples([
         let source: FeedSource
         if (/^https?:\/\//i.test(from)) {
           const { HttpFeedSource } = await import('../../transport/http/http-feed-source.js')
-          const token = options.token ?? (process.env.TIDEMARK_TOKEN?.trim() || undefined)
-          const http = new HttpFeedSource(from, token === undefined ? {} : { token })
+          const http = new HttpFeedSource(from, feedServerClient(options))
           close = () => http.close()
           source = http
         } else {

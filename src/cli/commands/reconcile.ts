@@ -4,8 +4,9 @@ import type { ReconcileMode, ReconcileRun } from '../../reconcile/run.js'
 import type { ReplicaState, ReplicaStore } from '../../store/replica-store.js'
 import type { Cli, Registrar } from '../cli.js'
 import { formatCount } from '../format.js'
-import { examples, nonEmpty, parseDurationOption } from '../options.js'
+import { examples, parseDurationOption } from '../options.js'
 import { CommandExit, reportError } from '../report-error.js'
+import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
 /**
  * Exit codes of `tidemark verify` and `tidemark repair`, for deploy gates and cron jobs: distinct
@@ -24,6 +25,7 @@ interface ReconcileCommandOptions {
   name?: string
   source?: string
   token?: string
+  ca?: string
   deep?: boolean
   json?: boolean
   wait: number
@@ -47,6 +49,7 @@ function define(program: Command, cli: Cli, mode: ReconcileMode, description: st
     .option('--name <name>', "the replica's name in the file (default: the only one)")
     .option('--source <url>', "the feed server's URL (default: the one the replica was made from)")
     .option('--token <token>', 'bearer token for the feed server (default: $TIDEMARK_TOKEN)')
+    .option('--ca <file>', CA_HELP)
     .option('--deep', "first recompute the replica's digest from its rows: finds rows (or a digest) edited outside tidemark")
     .option('--json', 'print the run as JSON')
     .option('--wait <duration>', 'how long to wait for a running replicator to do the run', parseDurationOption, 60_000)
@@ -115,8 +118,7 @@ async function reconcileFile(cli: Cli, db: string, mode: ReconcileMode, options:
       cli.note(`replica "${state.name}" is held by a running replicator: asking it to ${mode}`)
       return await askReplicator(store, state.name, mode, deep, options.wait)
     }
-    const token = options.token ?? nonEmpty(process.env.TIDEMARK_TOKEN)
-    const source = new HttpFeedSource(options.source ?? state.source, token === undefined ? {} : { token })
+    const source = new HttpFeedSource(options.source ?? state.source, feedServerClient(options))
     try {
       const run = await reconcile({ source, feed: state.feed, store, name: state.name, mode, deep, trigger: 'demand' })
       if (mode === 'repair' && run.repaired > 0) {

@@ -6,12 +6,14 @@ import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import type { Registrar } from '../cli.js'
 import { collect, examples, parseDurationOption, parsePositive } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
+import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
 interface RelayOptions {
   nats?: string
   amqp?: string
   feed?: string[]
   token?: string
+  ca?: string
   prefix?: string
   maxAge?: number
   streamReplicas?: number
@@ -29,6 +31,7 @@ export const registerRelay: Registrar = (program, cli) => {
     .option('--amqp <url>', 'publish to RabbitMQ, e.g. amqp://guest:guest@127.0.0.1:5672 (one topic exchange per feed)')
     .option('--feed <name>', 'relay this feed (repeatable; default: every feed of the source)', collect)
     .option('--token <token>', 'bearer token when the source is a feed server (default: $TIDEMARK_TOKEN)')
+    .option('--ca <file>', CA_HELP)
     .option('--prefix <prefix>', 'stream, subject, exchange and queue name prefix', 'tidemark')
     .option('--max-age <duration>', 'NATS: drop stream messages older than this (default 7d)', parseDurationOption)
     .option('--stream-replicas <n>', 'NATS: copies of each stream in a cluster (default 1)', parsePositive)
@@ -68,8 +71,7 @@ ${examples([
         let discover: { feeds: () => Promise<string[]>; everyMs?: number } | undefined
         if (/^https?:\/\//i.test(where)) {
           const { HttpFeedSource } = await import('../../transport/http/http-feed-source.js')
-          const token = options.token ?? (process.env.TIDEMARK_TOKEN?.trim() || undefined)
-          http = new HttpFeedSource(where, token === undefined ? {} : { token })
+          http = new HttpFeedSource(where, feedServerClient(options))
           source = http
           if (!feeds) throw new BadRequestError('name the feeds to relay from a feed server with --feed <name>')
         } else {

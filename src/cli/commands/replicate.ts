@@ -5,12 +5,14 @@ import type { ReplicaStore } from '../../store/replica-store.js'
 import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import type { Registrar } from '../cli.js'
-import { examples, nonEmpty, parseDurationOption, parsePositive } from '../options.js'
+import { examples, parseDurationOption, parsePositive } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
+import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
 interface ReplicateOptions {
   into: string
   token?: string
+  ca?: string
   name?: string
   force?: boolean
   snapshotChunk?: number
@@ -32,6 +34,7 @@ export const registerReplicate: Registrar = (program, cli) => {
     .argument('<feed>', 'feed name')
     .requiredOption('--into <db>', 'SQLite file (created when missing) or postgres:// URL of the replica; may be your service\'s own database')
     .option('--token <token>', 'bearer token for the feed server (default: $TIDEMARK_TOKEN)')
+    .option('--ca <file>', CA_HELP)
     .option('--name <name>', "the replica's name in the file (default: the feed's name)")
     .option('--force', 'take over a replica of this name that copies another feed or source (it re-bootstraps)')
     .option('--snapshot-chunk <n>', 'rows per snapshot request while bootstrapping', parsePositive)
@@ -69,8 +72,7 @@ ${examples([
           import('../../store/open.js'),
           import('../../replica/replica.js'),
         ])
-        const token = options.token ?? nonEmpty(process.env.TIDEMARK_TOKEN)
-        source = new HttpFeedSource(url, token === undefined ? {} : { token })
+        source = new HttpFeedSource(url, feedServerClient(options))
         const description = source.description
         const aborted = new AbortController()
         void stop.signalled.then((signal) => aborted.abort(signal))

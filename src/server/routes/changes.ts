@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { Readable } from 'node:stream'
+import { BusyError } from '../../errors.js'
+import { bearerToken } from '../auth.js'
 import { encodeChange } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import type { Change, Seq } from '../../protocol/types.js'
@@ -22,7 +24,8 @@ export function changesRoute(app: FastifyInstance, ctx: RouteContext): void {
   app.get<{ Params: { feed: string }; Querystring: Query }>('/v1/feeds/:feed/changes', async (request, reply) => {
     const { feed } = request.params
     const after = seqParam(request.query, 'after')
-    const limit = intParam(request.query, 'limit', { min: 1, max: LIMITS.changesMax, fallback: LIMITS.changesDefault })
+    // The protocol's bounds are checked; the server may then answer fewer (a client asks again).
+    const limit = Math.min(ctx.limits.changesLimit, intParam(request.query, 'limit', { min: 1, max: LIMITS.changesMax, fallback: LIMITS.changesDefault }))
     const wait = intParam(request.query, 'wait', { min: 0, max: LIMITS.waitMaxMs, fallback: 0, unit: 'ms' })
     const epoch = textParam(request.query, 'epoch')
 
@@ -35,6 +38,9 @@ export function changesRoute(app: FastifyInstance, ctx: RouteContext): void {
     // Live: nothing after `after` yet. A replica ahead of the head (after > head) is answered at
     // once instead: the end line's lower head is what it needs to see.
     if (listing.first.done && wait > 0 && after === info.head && !ctx.closing()) {
+      // Per token only: clients without one cannot be told apart (many replicas share an address).
+      const release = takeLongPoll(ctx, bearerToken(request) === undefined ? undefined : ctx.clientOf(request))
+      reply.raw.once('close', release)
       const stop = new AbortController()
       const onGone = (): void => stop.abort(gone.reason)
       gone.addEventListener('abort', onGone, { once: true })
@@ -62,6 +68,28 @@ export function changesRoute(app: FastifyInstance, ctx: RouteContext): void {
     return reply.send(Readable.from(changeLines(ctx, feed, after, listing, gone), { objectMode: false }))
   })
 }
+
+/** A long-poll's slots, in all and for its client; BusyError (503, Retry-After) when either is full. */
+function takeLongPoll(ctx: RouteContext, client: string | undefined): () => void {
+  const all = ctx.longPolls.take()
+  if (!all) throw new BusyError(`this feed server holds ${ctx.longPolls.size} long-polls already (its limit): ask again in ${LONG_POLL_RETRY_S} s`, LONG_POLL_RETRY_S)
+  if (client === undefined) return all
+  const mine = ctx.longPollsPerClient.take(client)
+  if (!mine) {
+    all()
+    throw new BusyError(
+      `this client holds ${ctx.longPollsPerClient.size} long-polls on this feed server already (its limit per token): ask again in ${LONG_POLL_RETRY_S} s`,
+      LONG_POLL_RETRY_S,
+    )
+  }
+  return () => {
+    mine()
+    all()
+  }
+}
+
+/** Seconds a refused long-poll is told to wait. */
+const LONG_POLL_RETRY_S = 1
 
 async function openListing(ctx: RouteContext, feed: string, after: Seq, limit: number, signal: AbortSignal): Promise<Listing> {
   const iterator = ctx.store.changes(feed, after, { limit, signal })[Symbol.asyncIterator]()

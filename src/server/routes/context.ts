@@ -4,6 +4,8 @@ import type { FeedInfo } from '../../protocol/types.js'
 import type { Logger, SourceStore } from '../../store/store.js'
 import type { Authorize } from '../auth.js'
 import type { ServerMetrics } from '../metrics.js'
+import type { FastifyRequest } from 'fastify'
+import type { RateLimiter, ServerLimits, Slots, SlotsPerClient } from '../server-limits.js'
 
 /** What every route of one feed server shares. */
 export interface RouteContext {
@@ -15,6 +17,15 @@ export interface RouteContext {
   readonly polls: Set<AbortController>
   /** True once close() began: new long-polls answer at once instead of waiting. */
   closing(): boolean
+  readonly limits: ServerLimits
+  /** One slot per export under way (limits.exports). */
+  readonly exports: Slots
+  /** One slot per long-poll waiting, in all and per client. */
+  readonly longPolls: Slots
+  readonly longPollsPerClient: SlotsPerClient
+  readonly rate: RateLimiter
+  /** Who a request is from, for the per-client limits: its bearer token, else its address. */
+  clientOf(request: FastifyRequest): string
 }
 
 /** Throws EpochChangedError (409, with the actual epoch) when the client expects another epoch. */

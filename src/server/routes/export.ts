@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { tmpdir } from 'node:os'
 import { Readable } from 'node:stream'
-import { BadRequestError } from '../../errors.js'
+import { BadRequestError, BusyError } from '../../errors.js'
 import { COMPRESSIONS, DEFAULT_COMPRESSION, EXPORT_MEDIA_TYPE, type Compression } from '../../export/export-format.js'
 import { prepareExport } from '../../export/exporter.js'
 import { LocalFeedSource } from '../../transport/local-feed-source.js'
@@ -17,6 +17,9 @@ import { checkEpoch, clientGone, type RouteContext } from './context.js'
  * copy is consistent, so a failure before that is an ordinary error answer. Unsigned: a signed
  * file is made with `tidemark export <url> … --key`, which holds the key on the client's side.
  */
+/** Seconds a refused export is told to wait: an export of a large feed takes a while. */
+const EXPORT_RETRY_S = 10
+
 export function exportRoute(app: FastifyInstance, ctx: RouteContext): void {
   app.get<{ Params: { feed: string }; Querystring: Query }>('/v1/feeds/:feed/export', async (request, reply) => {
     const { feed } = request.params
@@ -25,6 +28,17 @@ export function exportRoute(app: FastifyInstance, ctx: RouteContext): void {
       throw new BadRequestError(`query parameter "compression" must be one of ${COMPRESSIONS.join(', ')}, got ${JSON.stringify(compression)}`, { details: { parameter: 'compression' } })
     }
     checkEpoch(await ctx.store.getFeed(feed), textParam(request.query, 'epoch'))
+    // Each export holds a scratch copy of the feed and its reads until the file is sent: a cap
+    // keeps a burst of them from filling the disk and the memory. The slot is freed when the
+    // response is over, sent or not.
+    const release = ctx.exports.take()
+    if (!release) {
+      throw new BusyError(
+        `this feed server is making ${ctx.exports.size} exports already (its limit): ask again in ${EXPORT_RETRY_S} s, or raise the limit (tidemark serve --limit exports=N)`,
+        EXPORT_RETRY_S,
+      )
+    }
+    reply.raw.once('close', release)
     // A client that hangs up stops the copy; the scratch file goes with it.
     const prepared = await prepareExport({
       source: new LocalFeedSource(ctx.store),

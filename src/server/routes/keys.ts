@@ -4,7 +4,7 @@ import { readBucketLists } from '../../digest/source-digest.js'
 import { checkBuckets, encodeBucketList, type KeysEnd, type KeysHead } from '../../protocol/digest-wire.js'
 import { LIMITS } from '../../protocol/limits.js'
 import type { BucketList, Seq } from '../../protocol/types.js'
-import { BadRequestError } from '../../errors.js'
+import { BadRequestError, TooLargeError } from '../../errors.js'
 import { errorLine, logError, toTidemarkError } from '../http-errors.js'
 import { EPOCH_HEADER, NDJSON_TYPE } from '../http-protocol.js'
 import { textParam, type Query } from '../query.js'
@@ -28,6 +28,9 @@ export function keysRoute(app: FastifyInstance, ctx: RouteContext): void {
       throw new BadRequestError(`the body must be {"buckets": [1 to ${LIMITS.keysBucketsMax} distinct bucket numbers]}`)
     }
     const buckets = checkBuckets((body as Record<string, unknown>).buckets)
+    if (buckets.length > ctx.limits.keysBuckets) {
+      throw new TooLargeError(`this feed server takes at most ${ctx.limits.keysBuckets} buckets per keys request, not ${buckets.length}: ask in smaller batches`)
+    }
 
     const info = await ctx.store.getFeed(feed)
     checkEpoch(info, epoch)

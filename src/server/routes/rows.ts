@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import { BadRequestError } from '../../errors.js'
+import { BadRequestError, TooLargeError } from '../../errors.js'
 import { encodeRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import { JSON_TYPE } from '../http-protocol.js'
@@ -28,6 +28,9 @@ export function rowsRoute(app: FastifyInstance, ctx: RouteContext): void {
       const issue = parsed.error.issues[0]
       const where = issue && issue.path.length > 0 ? ` (at ${issue.path.join('.')})` : ''
       throw new BadRequestError(`the body must be {"keys": [1 to ${LIMITS.rowsMax} non-empty strings]}: ${issue?.message ?? 'wrong shape'}${where}`)
+    }
+    if (parsed.data.keys.length > ctx.limits.rowsKeys) {
+      throw new TooLargeError(`this feed server takes at most ${ctx.limits.rowsKeys} keys per rows request, not ${parsed.data.keys.length}: ask in smaller batches`)
     }
     const keys = [...new Set(parsed.data.keys)]
 

@@ -28,7 +28,8 @@ export function snapshotRoute(app: FastifyInstance, ctx: RouteContext): void {
   app.get<{ Params: { feed: string }; Querystring: Query }>('/v1/feeds/:feed/snapshot', async (request, reply) => {
     const { feed } = request.params
     const after = textParam(request.query, 'after')
-    const limit = intParam(request.query, 'limit', { min: 1, max: LIMITS.snapshotMax, fallback: LIMITS.snapshotDefault })
+    // The protocol's bounds are checked; the server may then answer fewer rows (done stays false).
+    const limit = Math.min(ctx.limits.snapshotLimit, intParam(request.query, 'limit', { min: 1, max: LIMITS.snapshotMax, fallback: LIMITS.snapshotDefault }))
     const epoch = textParam(request.query, 'epoch')
 
     const info = await ctx.store.getFeed(feed)

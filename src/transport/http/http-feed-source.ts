@@ -10,7 +10,7 @@ import { BadRequestError, EpochChangedError, ProtocolError, TidemarkError } from
 import type { StoredRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import { PROTOCOL_VERSION, type FeedInfo, type Seq } from '../../protocol/types.js'
-import { EPOCH_HEADER, NDJSON_TYPE, PROTOCOL_HEADER } from '../../server/http-protocol.js'
+import { EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE, PROTOCOL_HEADER } from '../../server/http-protocol.js'
 import { checkBuckets, checkDigestRequest } from '../../protocol/digest-wire.js'
 import type { BucketList } from '../../protocol/types.js'
 import type {
@@ -36,8 +36,12 @@ import { decodeRowsDocument, excerpt, isSeq, parseLine } from './wire-lines.js'
 /** JSON answers may carry a charset: only the media type is compared. */
 const JSON_TYPE = 'application/json'
 
-/** The longest line accepted in a listing: far above the protocol's 1 MiB of data, to stop a runaway body. */
-const MAX_LINE_BYTES = 64 * 1024 * 1024
+/**
+ * The longest line of a `keys` listing: one bucket's whole list of `(key, seq, hash)` entries, which
+ * the protocol does not bound (a feed of a billion keys has ~15,000 per bucket); a runaway body
+ * still stops here. Changes and snapshot lines are bounded by the protocol (LIMITS.lineBytes).
+ */
+const MAX_KEYS_LINE_BYTES = 64 * 1024 * 1024
 /** The most of an error body (or a wrong answer) read to build a message. */
 const MAX_ERROR_BYTES = 64 * 1024
 /** A feed's description is a few hundred bytes; more is not one. */
@@ -55,6 +59,17 @@ export interface HttpFeedSourceOptions {
   timeoutMs?: number
   /** Most connections open to the server at once (default: no bound; each long-poll holds one). */
   connections?: number
+  /**
+   * The most of one changes or snapshot listing held in memory, in bytes (default 64 MiB). Past it
+   * the client stops reading and uses what it has whole (transactions, rows), then asks again from
+   * there; a single transaction of more than four times this is refused (ProtocolError).
+   */
+  maxPageBytes?: number
+  /**
+   * For https:// servers: the certificate authorities to trust (PEM), instead of the system's. The
+   * server's certificate is always verified, its name included; there is no switch to turn that off.
+   */
+  ca?: string | Buffer
 }
 
 export class HttpFeedSource implements FeedSource {
@@ -63,6 +78,7 @@ export class HttpFeedSource implements FeedSource {
   private readonly base: string
   private readonly token: string | undefined
   private readonly timeoutMs: number
+  private readonly maxPageBytes: number
   private readonly agent: Agent
   private readonly inflight = new Set<AbortController>()
   private readonly counter = new TrafficCounter()
@@ -85,9 +101,15 @@ export class HttpFeedSource implements FeedSource {
       throw new BadRequestError(`the feed server URL ${this.description} carries credentials or a query: give the token as a bearer token (--token / options.token) instead`)
     }
     this.base = this.description
+    if (options.token !== undefined && (options.token.trim() === '' || /[\s\x00-\x1f\x7f]/.test(options.token))) {
+      // An empty token is a variable that was not set; one with spaces cannot be sent as a bearer token.
+      throw new BadRequestError(options.token.trim() === '' ? 'the token is empty: give the feed server\'s bearer token, or none' : 'the token contains a space or a control character: it cannot be sent as "Authorization: Bearer <token>"')
+    }
     this.token = options.token
     this.timeoutMs = options.timeoutMs ?? 30_000
     if (!(this.timeoutMs > 0)) throw new BadRequestError(`timeoutMs must be positive, got ${this.timeoutMs}`)
+    this.maxPageBytes = options.maxPageBytes ?? 64 * 1024 * 1024
+    if (!(Number.isSafeInteger(this.maxPageBytes) && this.maxPageBytes > 0)) throw new BadRequestError(`maxPageBytes must be a positive whole number, got ${this.maxPageBytes}`)
     const connections = options.connections
     if (connections !== undefined && !(Number.isSafeInteger(connections) && connections > 0)) {
       throw new BadRequestError(`connections must be a positive whole number, got ${connections}`)
@@ -96,7 +118,7 @@ export class HttpFeedSource implements FeedSource {
       connections: connections ?? null,
       headersTimeout: this.timeoutMs,
       bodyTimeout: this.timeoutMs,
-      connect: this.counter.connector(),
+      connect: this.counter.connector(options.ca === undefined ? {} : { ca: options.ca }),
     })
   }
 
@@ -130,7 +152,7 @@ export class HttpFeedSource implements FeedSource {
       async (res, ctx) => {
         const epoch = this.listingEpoch(res, ctx, req.epoch)
         const reader = new ChangesPageReader(feed, req.after, epoch, (body) => errorFromBody(body, undefined, ctx))
-        return readListing(res, reader, ctx)
+        return readListing(res, reader, ctx, this.maxPageBytes)
       },
     )
   }
@@ -145,8 +167,9 @@ export class HttpFeedSource implements FeedSource {
     const path = `${feedPath(feed)}/snapshot${qs}`
     return this.exchange({ method: 'GET', path, feed, accept: NDJSON_TYPE, signal: req.signal, epoch: req.epoch }, async (res, ctx) => {
       const epoch = this.listingEpoch(res, ctx, req.epoch)
-      const reader = new SnapshotPageReader(feed, after, req.limit, epoch, (body) => errorFromBody(body, undefined, ctx))
-      return readListing(res, reader, ctx)
+      const head = Number(header(res, HEAD_HEADER))
+      const reader = new SnapshotPageReader(feed, after, req.limit, epoch, (body) => errorFromBody(body, undefined, ctx), isSeq(head) ? head : undefined)
+      return readListing(res, reader, ctx, this.maxPageBytes)
     })
   }
 
@@ -167,7 +190,9 @@ export class HttpFeedSource implements FeedSource {
     const path = `${feedPath(feed)}/rows`
     const body = JSON.stringify({ keys })
     return this.exchange({ method: 'POST', path, feed, accept: JSON_TYPE, signal, body }, async (res, ctx) => {
-      const doc = decodeRowsDocument(await readText(res.body, Number.POSITIVE_INFINITY))
+      // Each row is at most a listing line's size: a larger answer is not one to these keys.
+      const max = keys.length * LIMITS.lineBytes + 1024
+      const doc = decodeRowsDocument(await readWhole(res.body, max, ctx))
       if (doc.epoch === '' || !isSeq(doc.head)) throw new ProtocolError(`${ctx.what} answered epoch ${excerpt(doc.epoch)} and head ${doc.head}`)
       const asked = new Set(keys)
       const seen = new Set<string>()
@@ -407,7 +432,7 @@ interface OpenCall {
  * not ended when the body ended (non-zero: cut mid-line).
  */
 async function* bodyLines(body: Dispatcher.ResponseData['body']): AsyncGenerator<string, number> {
-  const splitter = new LineSplitter(MAX_LINE_BYTES)
+  const splitter = new LineSplitter(MAX_KEYS_LINE_BYTES)
   const ready: string[] = []
   const onLine = (line: string): void => {
     ready.push(line)
@@ -435,12 +460,28 @@ function header(res: Dispatcher.ResponseData, name: string): string | undefined 
   return Array.isArray(value) ? value[0] : value
 }
 
-/** Streams a listing's body through the line splitter into the page reader. */
-async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReader<Page>, ctx: ExchangeContext): Promise<Page> {
-  const splitter = new LineSplitter(MAX_LINE_BYTES)
+/**
+ * Streams a listing's body through the line splitter into the page reader. Past `maxBytes` it stops
+ * reading (the connection is dropped) and returns what is whole so far; past four times that with
+ * nothing whole to return, it refuses the listing.
+ */
+async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReader<Page>, ctx: ExchangeContext, maxBytes: number): Promise<Page> {
+  // A line over the protocol's bound is refused as it arrives, not once it has all come.
+  const splitter = new LineSplitter(LIMITS.lineBytes)
   const onLine = (line: string): void => reader.line(line)
+  let bytes = 0
   try {
-    for await (const chunk of res.body) splitter.push(chunk as Buffer, onLine)
+    for await (const chunk of res.body) {
+      splitter.push(chunk as Buffer, onLine)
+      bytes += (chunk as Buffer).length
+      if (bytes > maxBytes && !reader.complete) {
+        const page = reader.cut()
+        if (page !== undefined) return page
+        if (bytes > 4 * maxBytes) {
+          throw new ProtocolError(`the listing passed ${4 * maxBytes} bytes with no whole transaction in it: nothing of it is used (raise maxPageBytes if one transaction of the source is really this large)`)
+        }
+      }
+    }
   } catch (error) {
     throw where(error, ctx)
   }
@@ -449,6 +490,19 @@ async function readListing<Page>(res: Dispatcher.ResponseData, reader: PageReade
   } catch (error) {
     throw where(error, ctx)
   }
+}
+
+/** Reads a whole body as UTF-8 text; ProtocolError as soon as it passes `max` bytes (the rest is not read). */
+async function readWhole(body: Dispatcher.ResponseData['body'], max: number, ctx: ExchangeContext): Promise<string> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  for await (const chunk of body) {
+    const buf = chunk as Buffer
+    bytes += buf.length
+    if (bytes > max) throw new ProtocolError(`${ctx.what} on ${ctx.source} answered more than ${max} bytes, more than the protocol allows for what was asked: nothing of it is used`)
+    chunks.push(buf)
+  }
+  return Buffer.concat(chunks, bytes).toString('utf8')
 }
 
 /** Reads a body as UTF-8 text, up to `max` bytes (the rest is dropped). */

@@ -50,7 +50,9 @@ export class LineSplitter {
 
   private check(bytes: number): void {
     if (bytes > this.maxLineBytes) {
-      throw new ProtocolError(`line ${this.lines + 1} of the response is over ${this.maxLineBytes} bytes without a newline`)
+      throw new ProtocolError(
+        `line ${this.lines + 1} of the response is over ${this.maxLineBytes} bytes, longer than the protocol allows: the rest of the response is not read and nothing of it is used`,
+      )
     }
   }
 }

@@ -15,9 +15,17 @@ import { decodeChangesLine, decodeSnapshotLine, excerpt, isSeq } from './wire-li
 export interface PageReader<Page> {
   /** Items read so far, for messages. */
   readonly count: number
+  /** Whether the end line has come (the listing is whole: nothing to cut). */
+  readonly complete: boolean
   line(text: string): void
   /** The page, once the body has ended; ProtocolError when it was cut (`partialBytes` of a line left over). */
   finish(partialBytes: number): Page
+  /**
+   * The page as far as it can be used now, for a client that stops reading a listing that has grown
+   * too large: whole transactions (changes) or the rows so far (snapshot). Undefined when there is
+   * nothing whole yet.
+   */
+  cut(): Page | undefined
 }
 
 /** Rebuilds the error a listing ended with (an `{"error":…}` line). */
@@ -28,6 +36,8 @@ export class ChangesPageReader implements PageReader<ChangesPage> {
   private next: Seq
   /** The tx of the transaction under way, or 0 at a boundary. */
   private openTx: Seq = 0
+  /** How many changes end on the last transaction boundary so far. */
+  private whole = 0
   private end: { epoch: string; head: Seq; last: Seq } | undefined
 
   constructor(
@@ -42,6 +52,10 @@ export class ChangesPageReader implements PageReader<ChangesPage> {
 
   get count(): number {
     return this.changes.length
+  }
+
+  get complete(): boolean {
+    return this.end !== undefined
   }
 
   line(text: string): void {
@@ -63,6 +77,14 @@ export class ChangesPageReader implements PageReader<ChangesPage> {
     this.openTx = c.seq === c.tx ? 0 : c.tx
     this.next++
     this.changes.push(c)
+    if (this.openTx === 0) this.whole = this.changes.length
+  }
+
+  cut(): ChangesPage | undefined {
+    if (this.end || this.whole === 0) return undefined
+    const changes = this.changes.slice(0, this.whole)
+    const last = (changes[changes.length - 1] as StoredChange).seq
+    return { epoch: this.epoch, head: last, changes, last }
   }
 
   private checkEnd(end: Record<string, unknown>): { epoch: string; head: Seq; last: Seq } {
@@ -101,12 +123,27 @@ export class SnapshotPageReader implements PageReader<SnapshotPage> {
     private readonly limit: number | undefined,
     private readonly epoch: string,
     private readonly onError: ErrorLineHandler,
+    /** The position the chunk was read at, from its header; needed to use a chunk cut short. */
+    private readonly headerHead?: Seq,
   ) {
     this.lastKey = after
   }
 
+  cut(): SnapshotPage | undefined {
+    const head = this.headerHead
+    if (this.end || this.rows.length === 0 || head === undefined) return undefined
+    for (const row of this.rows) {
+      if (row.seq > head) throw new ProtocolError(`the snapshot chunk read at head ${head} has row ${excerpt(row.key, 80)} at seq ${row.seq}`)
+    }
+    return { epoch: this.epoch, head, rows: this.rows, last: this.lastKey, done: false }
+  }
+
   get count(): number {
     return this.rows.length
+  }
+
+  get complete(): boolean {
+    return this.end !== undefined
   }
 
   line(text: string): void {

@@ -93,10 +93,23 @@ export function networkError(cause: unknown, ctx: ExchangeContext, midResponse: 
   let message: string
   if (code === 'UND_ERR_HEADERS_TIMEOUT') message = `no answer from ${ctx.source} to ${ctx.what} within ${timeoutMs} ms`
   else if (code === 'UND_ERR_BODY_TIMEOUT') message = `${ctx.source} stopped sending mid-response to ${ctx.what} for ${timeoutMs} ms`
-  else if (midResponse) message = `the connection to ${ctx.source} broke mid-response to ${ctx.what}: ${describeCause(cause)}`
+  else if (typeof code === 'string' && TLS_TRUST_CODES.has(code)) {
+    message = `cannot reach ${ctx.source} (${ctx.what}): its TLS certificate is not one this client trusts (${describeCause(cause)}): give the CA that signed it (--ca, $TIDEMARK_CA, or the ca option), or fix the server's certificate`
+  } else if (midResponse) message = `the connection to ${ctx.source} broke mid-response to ${ctx.what}: ${describeCause(cause)}`
   else message = `cannot reach ${ctx.source} (${ctx.what}): ${describeCause(cause)}`
   return new TidemarkError('store-unavailable', message, { cause, details: typeof code === 'string' ? { cause: code } : {} })
 }
+
+/** Node's codes for a server certificate that does not verify: a setup problem, said as such. */
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+])
 
 function unavailable(message: string, status: number | undefined, code: unknown): TidemarkError {
   const details: Record<string, unknown> = {}

@@ -13,9 +13,9 @@ export class TrafficCounter {
   private closedSent = 0
   private closedReceived = 0
 
-  /** An undici `connect` function: the default connector, with every socket it opens counted. */
-  connector(): buildConnector.connector {
-    const connect = buildConnector({})
+  /** An undici `connect` function: the default connector (with these TLS options for https), with every socket it opens counted. */
+  connector(tls: buildConnector.BuildOptions = {}): buildConnector.connector {
+    const connect = buildConnector(tls)
     return (options, callback) => {
       connect(options, (...args) => {
         const socket = args[1]

@@ -264,6 +264,10 @@ function checkKey(key: string, what: string): void {
  * spliced wrongly without paying for a parse; the text itself is kept as it came.
  */
 function checkDataText(text: string, what: string): void {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only long texts need counting.
+  if (text.length > LIMITS.dataBytes / 3 && (text.length > LIMITS.dataBytes || Buffer.byteLength(text, 'utf8') > LIMITS.dataBytes)) {
+    throw new ProtocolError(`${what} has data of ${Buffer.byteLength(text, 'utf8')} bytes, over the protocol's ${LIMITS.dataBytes}: refused, nothing of it applied`)
+  }
   let a = 0
   let b = text.length - 1
   while (a <= b && isJsonSpace(text.charCodeAt(a))) a++
