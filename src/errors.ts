@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   'forbidden',
   'too-large',
   'not-a-store',
+  'schema-too-new',
+  'digest-damaged',
   'store-unavailable',
   'broker-unavailable',
   'busy',
@@ -34,6 +36,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   forbidden: 403,
   'too-large': 413,
   'not-a-store': 500,
+  'schema-too-new': 500,
+  'digest-damaged': 500,
   'store-unavailable': 503,
   'broker-unavailable': 503,
   busy: 503,
@@ -55,6 +59,8 @@ export const EXIT_CODE: Record<ErrorCode, number> = {
   'log-truncated': 2,
   'epoch-changed': 2,
   'not-a-store': 3,
+  'schema-too-new': 3,
+  'digest-damaged': 3,
   'store-unavailable': 3,
   'broker-unavailable': 3,
   busy: 3,
@@ -142,6 +148,30 @@ export class NotAStoreError extends TidemarkError {
   constructor(message: string, cause?: unknown) {
     super('not-a-store', message, { cause })
     this.name = 'NotAStoreError'
+  }
+}
+
+/** A store written by a newer tidemark: this one cannot read it safely. Upgrade tidemark. */
+export class SchemaTooNewError extends TidemarkError {
+  constructor(
+    readonly location: string,
+    readonly version: number,
+    readonly known: number,
+  ) {
+    super(
+      'schema-too-new',
+      `${location} has tidemark schema ${version}, written by a newer tidemark; this one knows up to ${known}: upgrade tidemark (nothing was changed)`,
+      { details: { version, known } },
+    )
+    this.name = 'SchemaTooNewError'
+  }
+}
+
+/** The stored digest does not hold what a digest holds: rebuild it (`tidemark verify --deep` on a replica). */
+export class DigestDamagedError extends TidemarkError {
+  constructor(message: string) {
+    super('digest-damaged', message)
+    this.name = 'DigestDamagedError'
   }
 }
 

@@ -12,13 +12,18 @@ export {
   ProtocolError,
   ConflictError,
   HistoryRewoundError,
+  ApplyFailedError,
+  SchemaTooNewError,
+  DigestDamagedError,
   ERROR_CODES,
+  EXIT_CODE,
+  HTTP_STATUS,
   isTidemarkError,
 } from './errors.js'
 export type { ErrorCode } from './errors.js'
 
 export { PROTOCOL_VERSION } from './protocol/types.js'
-export type { BucketList, Change, DigestEntry, FeedInfo, Json, Op, Retention, Seq, SnapshotChunk, StateRow, TrackedTable, WriteOp } from './protocol/types.js'
+export type { BucketList, Change, DeleteChange, UpsertChange, JsonCompatible, DigestEntry, FeedInfo, Json, Op, Retention, Seq, SnapshotChunk, StateRow, TrackedTable, WriteOp } from './protocol/types.js'
 export { LIMITS } from './protocol/limits.js'
 
 export type { FeedWriter } from './source/feed-writer.js'

@@ -44,7 +44,7 @@ export class Cli {
    * Opens the source store at `db`, runs `fn`, and closes the store whatever happens. A missing file
    * is an error (`store-unavailable`) unless `create` is set.
    */
-  async withStore<T>(db: string, options: { create?: boolean }, fn: (store: SourceStore) => Promise<T>): Promise<T> {
+  async withStore<T>(db: string, options: { create?: boolean; readonly?: boolean }, fn: (store: SourceStore) => Promise<T>): Promise<T> {
     const store = await this.openStore(db, options)
     try {
       return await fn(store)
@@ -53,8 +53,28 @@ export class Cli {
     }
   }
 
-  openStore(db: string, options: { create?: boolean } = {}): Promise<SourceStore> {
-    return openSourceStore(db, { create: options.create ?? false, logger: this.logger('store') })
+  /**
+   * For the commands that read a source (`feeds`, `dump`): opens it read-only — a file that is not a
+   * source is refused and left as it was — and runs `fn`. When the digest (and so the state and the
+   * key counts) of the feeds read lags their log, the log is folded into it first, as any reader of
+   * the state does on a feed server: the one write such a command makes, on a store already known to
+   * be a source at this tidemark's schema; no retention, no schema change.
+   */
+  async readSource<T>(db: string, feeds: string[] | 'all', fn: (store: SourceStore) => Promise<T>): Promise<T> {
+    const lagging = await this.withStore(db, { readonly: true }, async (store) =>
+      (await store.listFeeds()).filter((f) => (feeds === 'all' || feeds.includes(f.name)) && f.digestSeq < f.head).map((f) => f.name),
+    )
+    if (lagging.length > 0) {
+      // A snapshot read folds the feed's log into its state first (the store port's contract).
+      await this.withStore(db, {}, async (store) => {
+        for (const feed of lagging) await store.snapshot(feed, null, 1)
+      })
+    }
+    return this.withStore(db, { readonly: true }, fn)
+  }
+
+  openStore(db: string, options: { create?: boolean; readonly?: boolean } = {}): Promise<SourceStore> {
+    return openSourceStore(db, { create: options.create ?? false, readonly: options.readonly ?? false, logger: this.logger('store') })
   }
 }
 

@@ -54,23 +54,33 @@ export interface ExportReader {
 /** A row line is its key, its seq and its data (at most LIMITS.dataBytes), escaped: far below this. */
 const MAX_LINE_BYTES = 4 * LIMITS.dataBytes
 
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1')
+
+/** "Not an export", naming the likely mistake: a SQLite database (a source or a replica) given for an export file. */
+function notAnExport(start: Buffer, why: string): ExportFileError {
+  if (start.subarray(0, SQLITE_MAGIC.length).equals(SQLITE_MAGIC)) {
+    return new ExportFileError('not-an-export', 'not a tidemark export file: it is a SQLite database (a source or a replica?); `tidemark export` makes an export file from one')
+  }
+  return new ExportFileError('not-an-export', `not a tidemark export file: ${why}`)
+}
+
 /** Reads and checks the header (and whether a signature is demanded but absent) before returning. */
 export async function openExport(input: ExportInput, options: ReadExportOptions = {}): Promise<ExportReader> {
   const it = input[Symbol.asyncIterator]()
   let buf = Buffer.alloc(0)
   let nl = -1
   while ((nl = buf.indexOf(0x0a)) < 0) {
-    if (buf.length > MAX_HEADER_BYTES) throw new ExportFileError('not-an-export', `not a tidemark export file: its first ${MAX_HEADER_BYTES} bytes hold no header line`)
+    if (buf.length > MAX_HEADER_BYTES) throw notAnExport(buf, `its first ${MAX_HEADER_BYTES} bytes hold no header line`)
     const r = await it.next()
     if (r.done) {
       if (buf.length === 0) throw new ExportFileError('truncated', 'the file is empty: it is cut short, or not a tidemark export')
-      if (!looksLikeHeader(buf)) throw new ExportFileError('not-an-export', 'not a tidemark export file: it does not start with a tidemark export header')
+      if (!looksLikeHeader(buf)) throw notAnExport(buf, 'it does not start with a tidemark export header')
       throw new ExportFileError('truncated', `the file ends inside its header, after ${buf.length} bytes: it is cut short`)
     }
     buf = Buffer.concat([buf, r.value])
   }
   const headerBytes = buf.subarray(0, nl + 1)
-  if (!looksLikeHeader(headerBytes)) throw new ExportFileError('not-an-export', 'not a tidemark export file: it does not start with a tidemark export header')
+  if (!looksLikeHeader(headerBytes)) throw notAnExport(buf, 'it does not start with a tidemark export header')
   const header = decodeHeader(headerBytes.toString('utf8'))
   if (options.feed !== undefined && header.feed !== options.feed) {
     throw new ExportFileError('feed', `the file holds feed "${header.feed}", not "${options.feed}": import the right file, or leave out the feed you expect`)

@@ -4,7 +4,7 @@ import type { Change, Json, Op, Seq, StateRow } from './types.js'
  * Changes and rows as a store reads them: `data` stays JSON text until somebody asks for it, so
  * the feed server can put it on the wire without parsing and re-serializing every row.
  */
-export class StoredChange implements Change {
+class StoredChangeRecord {
   private parsed: Json | undefined
   constructor(
     readonly seq: Seq,
@@ -21,9 +21,17 @@ export class StoredChange implements Change {
   }
 
   toJSON(): Change {
-    return encodeable(this)
+    return encodeable(this as unknown as StoredChange)
   }
 }
+
+/**
+ * A change as a store read it: its data kept as the stored JSON text, parsed on first use. Typed as a
+ * `Change` (a union on `op`) so that users narrow it; the constructor pairs `op` and `dataText` as
+ * the store does (an upsert has data, a delete has none).
+ */
+export type StoredChange = StoredChangeRecord & Change
+export const StoredChange = StoredChangeRecord as unknown as new (seq: Seq, key: string, op: Op, tx: Seq, ts: number, dataText: string | null) => StoredChange
 
 export class StoredRow implements StateRow {
   private parsed: Json | undefined
@@ -48,9 +56,7 @@ export class StoredRow implements StateRow {
 }
 
 function encodeable(c: StoredChange): Change {
-  const out: Change = { seq: c.seq, key: c.key, op: c.op, tx: c.tx, ts: c.ts }
-  if (c.dataText !== null) out.data = c.data as Json
-  return out
+  return c.op === 'upsert' ? { seq: c.seq, key: c.key, op: c.op, data: c.data, tx: c.tx, ts: c.ts } : { seq: c.seq, key: c.key, op: c.op, tx: c.tx, ts: c.ts }
 }
 
 /** One NDJSON line (without the newline) for a change, splicing stored JSON text in as it is. */

@@ -13,17 +13,48 @@ export type Op = 'upsert' | 'delete'
 /** A JSON value as tidemark stores and hashes it. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json }
 
-export interface Change {
+/**
+ * A value whose type says it is JSON, interfaces included: `Json`'s object form has an index
+ * signature, which an `interface Customer { … }` does not (TS2345), so the writers' `put` checks the
+ * value member by member instead. Optional members may be left out (JSON drops them); functions,
+ * bigints and symbols are refused. The value is checked again at run time.
+ */
+export type JsonCompatible<T> = T extends Json
+  ? T
+  : T extends bigint | symbol | ((...args: never[]) => unknown) | undefined
+    ? never
+    : T extends readonly unknown[]
+      ? { [I in keyof T]: JsonMember<T[I]> }
+      : T extends object
+        ? { [K in keyof T]: JsonMember<T[K]> }
+        : never
+
+/** A member of a JSON object or array: JSON, or absent (an optional member). */
+type JsonMember<T> = T extends undefined ? T : JsonCompatible<T>
+
+interface ChangeFields {
   seq: Seq
   key: string
-  op: Op
-  /** Present for upserts, absent for deletes. */
-  data?: Json
   /** The seq of the last change of the source transaction this change belongs to. */
   tx: Seq
   /** Commit time at the source, ms since the Unix epoch (the writer's clock). */
   ts: number
 }
+
+/** A key written: `data` is its new value. */
+export interface UpsertChange extends ChangeFields {
+  op: 'upsert'
+  data: Json
+}
+
+/** A key deleted: no `data`. */
+export interface DeleteChange extends ChangeFields {
+  op: 'delete'
+  data?: undefined
+}
+
+/** One change of a feed. After `change.op === 'upsert'`, `change.data` is the key's new value. */
+export type Change = UpsertChange | DeleteChange
 
 export interface FeedInfo {
   name: string

@@ -221,23 +221,64 @@ export class Replica<Tx = unknown> {
   }
 
   /**
-   * Resolves when the checkpoint reaches `seq` (by default: the source's head now). Rejects when
-   * the replica fails or stops first.
+   * Resolves when the checkpoint reaches `seq` (by default: the source's head, as soon as the source
+   * answers). Waits through what the replica retries — a source that is down or not up yet, a
+   * network blip — for as long as `signal` lets it (e.g. `AbortSignal.timeout(30_000)`); rejects when
+   * the replica fails (on what retrying cannot fix: a refused token, an unknown feed, a failing hook)
+   * or stops first, or with the signal's reason.
    */
   async caughtUp(seq?: Seq, signal?: AbortSignal): Promise<Seq> {
-    const target = seq ?? (await this.source.info(this.feed, signal)).head
+    signal?.throwIfAborted()
+    const target = seq ?? (await this.sourceHeadWhenReachable(signal))
     if (this.checkpoint >= target && this.machine.phase !== 'bootstrapping' && this.epoch !== null) return this.checkpoint
     if (!this.running) {
       throw new ConflictError(`replica ${this.name} is ${this.machine.phase} at ${this.checkpoint}, short of ${target}: run() it first${this.lastError ? ` (last error: ${this.lastError})` : ''}`)
     }
     return new Promise<Seq>((resolve, reject) => {
-      const waiter = { seq: target, resolve: () => resolve(this.checkpoint), reject }
-      this.waiters.push(waiter)
-      signal?.addEventListener('abort', () => {
+      const onAbort = (): void => {
         this.waiters = this.waiters.filter((w) => w !== waiter)
-        reject(signal.reason)
-      })
+        reject(signal?.reason)
+      }
+      const waiter = {
+        seq: target,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve(this.checkpoint)
+        },
+        reject: (error: unknown) => {
+          signal?.removeEventListener('abort', onAbort)
+          reject(error)
+        },
+      }
+      this.waiters.push(waiter)
+      signal?.addEventListener('abort', onAbort, { once: true })
     })
+  }
+
+  /**
+   * The source's head, asked until the source answers: a start-up before the feed server is up is
+   * normal. Stops with the replica (its error, when it failed) and on what retrying cannot fix.
+   */
+  private async sourceHeadWhenReachable(signal: AbortSignal | undefined): Promise<Seq> {
+    const backoff = new Backoff({ baseMs: this.backoff.baseMs, capMs: Math.min(this.backoff.capMs, 2000) })
+    for (;;) {
+      try {
+        return (await this.source.info(this.feed, signal)).head
+      } catch (error) {
+        signal?.throwIfAborted()
+        if (isFinal(error)) throw error
+        if (this.machine.phase === 'failed') throw this.failureReason(error)
+        if (!this.running) {
+          throw new ConflictError(`replica ${this.name} is ${this.machine.phase}: run() it first (the source did not answer: ${asTidemarkError(error).message})`, error)
+        }
+        await backoff.sleep(backoff.next(), signal).catch(() => {})
+        signal?.throwIfAborted()
+      }
+    }
+  }
+
+  private failureReason(fallback: unknown): unknown {
+    return this.failure ?? new TidemarkError(asTidemarkError(fallback).code, `replica ${this.name} failed: ${this.lastError ?? 'unknown error'}`)
   }
 
   private async loop(signal: AbortSignal): Promise<void> {
@@ -338,9 +379,7 @@ export class Replica<Tx = unknown> {
 
   /** Decides what an error means: re-bootstrap, retry after a pause, or stop for good. */
   private async recover(error: unknown, signal: AbortSignal): Promise<void> {
-    if (error instanceof ApplyFailedError || error instanceof ConflictError || error instanceof NotAStoreError) throw error
-    // Retrying cannot fix a refused token or a feed that does not exist: say so and stop.
-    if (error instanceof TidemarkError && (error.code === 'unauthorized' || error.code === 'forbidden' || error.code === 'unknown-feed')) throw error
+    if (isFinal(error)) throw error
     if (error instanceof EpochChangedError || error instanceof HistoryRewoundError) {
       this.logger.warn({ replica: this.name, err: error.message }, error.message)
       // A source whose history keeps moving under a bootstrap: start again, but not in a tight loop.
@@ -607,11 +646,18 @@ export class Replica<Tx = unknown> {
   }
 
   private fail(error: unknown): void {
+    this.failure ??= error
     this.lastError = asTidemarkError(error).message
     if (this.machine.phase !== 'failed') this.machine.to('failed', this.lastError)
     this.rejectWaiters(error)
     this.rejectRuns(error)
   }
+}
+
+/** What retrying cannot fix: a failing hook, a claim held elsewhere, not a store, a refused token, a feed that does not exist. */
+function isFinal(error: unknown): boolean {
+  if (error instanceof ApplyFailedError || error instanceof ConflictError || error instanceof NotAStoreError) return true
+  return error instanceof TidemarkError && (error.code === 'unauthorized' || error.code === 'forbidden' || error.code === 'unknown-feed' || error.code === 'schema-too-new')
 }
 
 export function createReplica<Tx>(options: ReplicaOptions<Tx>): Replica<Tx> {

@@ -1,4 +1,4 @@
-import type { Json, Seq } from '../protocol/types.js'
+import type { JsonCompatible, Seq } from '../protocol/types.js'
 
 /**
  * The source API: records one change of a feed inside the owner's current transaction (or in a
@@ -7,6 +7,6 @@ import type { Json, Seq } from '../protocol/types.js'
  */
 export interface FeedWriter {
   readonly feed: string
-  put(key: string, data: Json): Seq | Promise<Seq>
+  put<T>(key: string, data: T & JsonCompatible<T>): Seq | Promise<Seq>
   delete(key: string): Seq | Promise<Seq>
 }

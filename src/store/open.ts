@@ -11,6 +11,12 @@ export interface OpenStoreOptions {
   logger?: Logger
   /** Create a SQLite file that does not exist yet (default false: a typo should not make an empty store). */
   create?: boolean
+  /**
+   * Only read (`tidemark feeds`, `dump`): an existing source, opened read-only where the backend
+   * can; no schema created or upgraded, no retention. The other kind of store (a replica, or a
+   * database without tidemark's tables) is refused with NotAStoreError and left as it was.
+   */
+  readonly?: boolean
 }
 
 /**
@@ -20,11 +26,13 @@ export interface OpenStoreOptions {
 export async function openSourceStore(location: string, options: OpenStoreOptions = {}): Promise<SourceStore> {
   if (isPostgresUrl(location)) {
     // Loaded only when asked for, so that SQLite-only users never load pg.
+    if (options.readonly) await (await import('./postgres/store-kind.js')).checkPostgresSource(location)
     const { PostgresSourceStore } = await import('./postgres/postgres-source-store.js')
     return PostgresSourceStore.open(location, options.logger ? { logger: options.logger } : {})
   }
   return SqliteSourceStore.open(location, {
     create: options.create ?? false,
+    readonly: options.readonly ?? false,
     ...(options.logger ? { logger: options.logger } : {}),
   })
 }

@@ -1,7 +1,7 @@
 import { BadRequestError, ConflictError } from '../errors.js'
 import type { StoredChange, StoredRow } from '../protocol/encoded.js'
 import { LIMITS } from '../protocol/limits.js'
-import type { Change, Seq, StateRow } from '../protocol/types.js'
+import type { Change, Json, Seq, StateRow } from '../protocol/types.js'
 import type { BootstrapProgress, RepairFix, ReplicaState } from './replica-store.js'
 import type { LeaseOwner } from './replica-lease.js'
 
@@ -31,10 +31,12 @@ export interface ReplicaRow {
 }
 
 /** `data`'s JSON text as the source sent it (kept by StoredChange), or serialized; null for a delete. */
-export function changeText(c: Change): string | null {
+export function changeText(change: Change): string | null {
+  // Checked at run time too: a change may come from JavaScript or a broker, past the type's promise.
+  const c = change as { seq: Seq; key: string; op: string; data?: Json | undefined }
   if (c.op === 'delete') return null
   if (c.op !== 'upsert') throw new BadRequestError(`change ${c.seq} (key ${JSON.stringify(c.key)}) has an unknown op ${JSON.stringify(c.op)}`)
-  const text = (c as Partial<StoredChange>).dataText
+  const text = (change as Partial<StoredChange>).dataText
   if (typeof text === 'string') return text
   if (c.data === undefined) throw new BadRequestError(`change ${c.seq} (key ${JSON.stringify(c.key)}) is an upsert without data`)
   return JSON.stringify(c.data)

@@ -3,6 +3,7 @@ import Database from 'better-sqlite3'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { FeedInfo } from '../../src/protocol/types.js'
+import { SqliteSource } from '../../src/store/sqlite/sqlite-source.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { failsWith, ok, tidemark, tidemarkAll } from './run-cli.js'
 
@@ -114,6 +115,12 @@ describe('tidemark feeds, track, untrack, reset-epoch, retention', () => {
 
   it('says so when there are no feeds', async () => {
     const db = ownerDb()
+    // An owner's database that tidemark has not touched yet is not a source: said, and left alone.
+    failsWith(await tidemark(['feeds', db]), 3, /owner\.db is not a tidemark source: it has no tidemark tables/)
+    // With tidemark's tables and no feed yet:
+    const owner = new Database(db)
+    new SqliteSource(owner).close()
+    owner.close()
     assert.deepEqual(ok(await tidemark(['feeds', db])), ['no feeds yet: create one with `tidemark write` or `tidemark track`'])
   })
 })

@@ -405,3 +405,36 @@ describe('replica files that cannot be used', () => {
     await assertEqualToSource(path, owner, head)
   })
 })
+
+describe("a consumer's start-up before its feed server", () => {
+  it('caughtUp() waits while the server is down, resolves once it is up, and rejects on what retrying cannot fix', async () => {
+    const owner = await startOwner({ random: seeded('replica-http start-up').random, keys: 500 })
+    await owner.write(3, 100, 100)
+    const head = (await owner.store.getFeed(FEED)).head
+    await owner.vanish()
+    const r = httpReplica(owner.url, join(owner.dir, 'replica.db'))
+    const running = r.replica.run()
+    let settled: string | undefined
+    const caught = r.replica.caughtUp().then(
+      (seq) => void (settled = `resolved at ${seq}`),
+      (error: unknown) => void (settled = `rejected: ${(error as Error).message}`),
+    )
+    await until(() => r.retries().length >= 4, 'the replica retrying while the server is down')
+    assert.equal(settled, undefined, 'caughtUp() neither resolved nor rejected while the source was down')
+    // Bounded by its signal: a timeout rejects with the signal's reason, and nothing else.
+    await assert.rejects(r.replica.caughtUp(undefined, AbortSignal.timeout(50)), { name: 'TimeoutError' })
+    await owner.comeBack()
+    await caught
+    assert.equal(settled, `resolved at ${head}`)
+    await r.replica.stop()
+    await running
+    await assertEqualToSource(join(owner.dir, 'replica.db'), owner, head)
+
+    // A feed that does not exist is not a start-up order: caughtUp() and run() both stop with it.
+    const wrong = httpReplica(owner.url, join(owner.dir, 'wrong.db'), { feed: 'nope', name: 'nope' })
+    const failed = wrong.replica.run()
+    await assert.rejects(wrong.replica.caughtUp(), { code: 'unknown-feed' })
+    await assert.rejects(failed, { code: 'unknown-feed' })
+
+  })
+})

@@ -26,7 +26,9 @@ export const registerDump: Registrar = (program, cli) => {
       `
 Changes print as {"seq":…,"key":…,"op":"upsert"|"delete","data":…,"tx":…,"ts":…}, whole source
 transactions at a time (tx is the seq of the transaction's last change). State rows print as
-{"key":…,"seq":…,"data":…}, read in short chunks while the owner keeps writing.
+{"key":…,"seq":…,"data":…}, read in short chunks while the owner keeps writing. Reads only (a
+file that is not a source is named as such and left unchanged); for --state, when no feed server
+has brought the feed's digest up to its head yet, dump folds the log into it first, as a server would.
 ${examples([
   'tidemark dump shop.db customers',
   'tidemark dump shop.db customers --after 1200 --limit 100',
@@ -35,7 +37,8 @@ ${examples([
 ])}`,
     )
     .action(async (db: string, feed: string, options: DumpOptions) => {
-      await cli.withStore(db, {}, (store) => (options.state ? dumpState(cli, store, feed, options) : dumpChanges(cli, store, feed, options)))
+      if (options.state) await cli.readSource(db, [feed], (store) => dumpState(cli, store, feed, options))
+      else await cli.withStore(db, { readonly: true }, (store) => dumpChanges(cli, store, feed, options))
     })
 }
 

@@ -3,26 +3,25 @@ import type { Registrar } from '../cli.js'
 import { formatRetention } from '../format.js'
 import { examples } from '../options.js'
 
-/** `tidemark feeds <db>`: maintenance pass, then the feeds as a table or JSON. */
+/** `tidemark feeds <db>`: the feeds as a table or JSON, read only. */
 export const registerFeeds: Registrar = (program, cli) => {
   program
     .command('feeds')
-    .description("bring digests up to date and apply retention, then list the source's feeds")
+    .description("list the source's feeds (reads only: no retention, no schema change)")
     .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .option('--json', 'print a JSON array of feeds instead of a table')
     .addHelpText(
       'after',
       `
 Columns: head is the last seq written, min-seq the oldest seq the log keeps, keys the live keys
-and digest-seq the seq the digest (and keys) is exact at.
+and digest-seq the seq the digest (and keys) is exact at. This command reads: it applies no retention
+(\`tidemark serve\` does) and changes no schema, and it only folds the log into the digest when a feed
+server has not yet, as a server would. A file that is not a source (a replica, say) is named as such
+and left unchanged.
 ${examples(['tidemark feeds shop.db', "tidemark feeds shop.db --json | jq '.[] | {name, head}'"])}`,
     )
     .action(async (db: string, options: { json?: boolean }) => {
-      const feeds = await cli.withStore(db, {}, async (store) => {
-        const result = await store.maintain()
-        cli.logger('feeds').debug(result, 'maintenance pass')
-        return store.listFeeds()
-      })
+      const feeds = await cli.readSource(db, 'all', (store) => store.listFeeds())
       if (options.json) await cli.print(JSON.stringify(feeds, null, 2))
       else if (feeds.length === 0) await cli.print('no feeds yet: create one with `tidemark write` or `tidemark track`')
       else await cli.print(...table(feeds))

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import { BadRequestError, UnknownFeedError } from '../../errors.js'
-import type { Json, Seq } from '../../protocol/types.js'
+import type { JsonCompatible, Seq } from '../../protocol/types.js'
 import { checkFeedName, checkKey, serializeData } from '../../source/validate.js'
 import type { FeedOptions } from '../store.js'
 import { inTransaction, type PgQueryable } from './connection.js'
@@ -74,7 +74,7 @@ export class PostgresSource {
 export class PostgresFeedWriter {
   constructor(readonly feed: string) {}
 
-  async put(client: PgQueryable, key: string, data: Json): Promise<void> {
+  async put<T>(client: PgQueryable, key: string, data: T & JsonCompatible<T>): Promise<void> {
     await client.query(INSERT, [this.feed, checkKey(key), OP_UPSERT, serializeData(data)])
   }
 

@@ -55,6 +55,12 @@ export function translateError(error: unknown, path: string): Error {
   const code = (error as { code?: string }).code ?? ''
   if (code === 'SQLITE_NOTADB') return new NotAStoreError(`${path} is not a SQLite database`, error)
   if (code === 'SQLITE_CORRUPT') return new NotAStoreError(`${path} is corrupt (SQLite says: ${(error as Error).message})`, error)
+  if (code === 'SQLITE_READONLY_DIRECTORY') {
+    return new StoreUnavailableError(
+      `cannot read ${path}: it is in WAL mode and its folder is read-only, so SQLite cannot make the ${path}-shm file readers share (let this user write to the folder)`,
+      error,
+    )
+  }
   if (code.startsWith('SQLITE_READONLY') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_PERM') {
     return new StoreUnavailableError(`cannot write ${path}: ${(error as Error).message}`, error)
   }

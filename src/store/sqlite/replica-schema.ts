@@ -1,6 +1,6 @@
 import type { Database } from 'better-sqlite3'
 import { bucketOf } from '../../digest/row-hash.js'
-import { NotAStoreError, StoreUnavailableError } from '../../errors.js'
+import { NotAStoreError, SchemaTooNewError, StoreUnavailableError } from '../../errors.js'
 
 /**
  * A replica's tables inside the consumer's SQLite file, all named `tidemark_replica_…` so that they
@@ -159,11 +159,7 @@ export function migrateReplica(db: Database): void {
     }
     const row = db.prepare(`SELECT value FROM tidemark_replica_meta WHERE name = 'schema'`).get() as { value: string } | undefined
     const version = row ? Number(row.value) : 0
-    if (version > REPLICA_SCHEMA_VERSION) {
-      throw new StoreUnavailableError(
-        `${db.name} has tidemark replica schema ${version}; this tidemark knows up to ${REPLICA_SCHEMA_VERSION}: upgrade tidemark`,
-      )
-    }
+    if (version > REPLICA_SCHEMA_VERSION) throw new SchemaTooNewError(db.name, version, REPLICA_SCHEMA_VERSION)
     if (version < REPLICA_SCHEMA_VERSION && db.readonly) {
       throw new StoreUnavailableError(
         `${db.name} has tidemark replica schema ${version}; this tidemark reads ${REPLICA_SCHEMA_VERSION}: run \`tidemark replicate\` on it once to upgrade it`,

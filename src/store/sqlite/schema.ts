@@ -1,5 +1,6 @@
 import type { Database } from 'better-sqlite3'
 import { bucketOf } from '../../digest/row-hash.js'
+import { NotAStoreError, SchemaTooNewError, StoreUnavailableError } from '../../errors.js'
 
 /**
  * tidemark's tables inside the owner's SQLite file. Every statement here runs on SQLite ≥ 3.38
@@ -107,9 +108,7 @@ export function migrate(db: Database): void {
     db.exec(DDL)
     const row = db.prepare(`SELECT value FROM tidemark_meta WHERE name = 'schema'`).get() as { value: string } | undefined
     const version = row ? Number(row.value) : 0
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`this database has tidemark schema ${version}; this tidemark knows up to ${SCHEMA_VERSION}: upgrade tidemark`)
-    }
+    if (version > SCHEMA_VERSION) throw new SchemaTooNewError(db.name, version, SCHEMA_VERSION)
     for (let v = Math.max(version, 1) + 1; v <= SCHEMA_VERSION; v++) UPGRADES[v]?.(db)
     db.exec(INDEXES)
     db.prepare(`INSERT OR REPLACE INTO tidemark_meta (name, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
@@ -117,5 +116,29 @@ export function migrate(db: Database): void {
   } catch (error) {
     db.exec('ROLLBACK')
     throw error
+  }
+}
+
+/**
+ * For a read-only look (`tidemark feeds`, `dump`): the file must hold a source's tables at this
+ * tidemark's schema. Nothing is created or upgraded; the wrong kind of file is named as such.
+ */
+export function checkSourceSchema(db: Database, path: string): void {
+  const has = (table: string): boolean => db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?`).get(table) !== undefined
+  if (!has('tidemark_feeds') || !has('tidemark_meta')) {
+    if (has('tidemark_replica_meta')) {
+      throw new NotAStoreError(`${path} is a tidemark replica, not a source: see its replicas with \`tidemark status ${path}\``)
+    }
+    throw new NotAStoreError(
+      `${path} is not a tidemark source: it has no tidemark tables (is it the right file? \`tidemark write\`, \`track\` or \`serve\` add them to an owner's database)`,
+    )
+  }
+  const row = db.prepare(`SELECT value FROM tidemark_meta WHERE name = 'schema'`).get() as { value: string } | undefined
+  const version = row ? Number(row.value) : 0
+  if (version > SCHEMA_VERSION) throw new SchemaTooNewError(path, version, SCHEMA_VERSION)
+  if (version < SCHEMA_VERSION) {
+    throw new StoreUnavailableError(
+      `${path} has tidemark schema ${version}; this tidemark reads ${SCHEMA_VERSION}: a command that writes to it (\`tidemark serve\`, \`write\`, \`retention\`) upgrades it`,
+    )
   }
 }

@@ -1,6 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3'
 import { setTimeout as delay } from 'node:timers/promises'
-import { BadRequestError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
+import { BadRequestError, DigestDamagedError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { BUCKETS } from '../../protocol/digest-wire.js'
 import { LIMITS } from '../../protocol/limits.js'
@@ -24,7 +24,7 @@ import { openDatabase, translateError } from './database.js'
 import { Indexer } from './indexer.js'
 import { DigestTree } from '../../digest/digest-tree.js'
 import { RestoreMarks } from './restore-marks.js'
-import { OP_UPSERT } from './schema.js'
+import { checkSourceSchema, OP_UPSERT } from './schema.js'
 import { ensureFeedRow, newEpoch, SqliteSource } from './sqlite-source.js'
 
 /** Rows read from the log per short read transaction. */
@@ -48,13 +48,21 @@ export interface SqliteSourceStoreOptions {
   logger?: Logger
   /** Create the file when missing (default true). */
   create?: boolean
+  /**
+   * Read only (for `feeds`, `dump`): a read-only connection to an existing source, no schema created
+   * or upgraded, no retention, no restore marks written. A file that is not a source (a replica, an
+   * application's own database) is refused with NotAStoreError instead of getting tidemark's tables.
+   */
+  readonly?: boolean
 }
 
 /** The source side of the store port on a SQLite file (the owner's own database file). */
 export class SqliteSourceStore implements SourceStore {
   readonly location: string
   private readonly db: Database
-  private readonly source: SqliteSource
+  /** The writer; none on a read-only store. */
+  private readonly source: SqliteSource | undefined
+  private readonly readonly: boolean
   private readonly indexer: Indexer
   /** Each feed's digest tree, kept up to date by this store's indexer (rebuilt when another process folded). */
   private readonly trees = new Map<string, { epoch: string; seq: Seq; tree: DigestTree }>()
@@ -76,20 +84,23 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   static open(path: string, options: SqliteSourceStoreOptions = {}): SqliteSourceStore {
-    const db = openDatabase(path, { create: options.create ?? true })
+    const readonly = options.readonly ?? false
+    const db = openDatabase(path, readonly ? { create: false, readonly: true } : { create: options.create ?? true })
     try {
-      return new SqliteSourceStore(db, path, options.logger ?? silentLogger)
+      if (readonly) checkSourceSchema(db, path)
+      return new SqliteSourceStore(db, path, options.logger ?? silentLogger, readonly)
     } catch (error) {
       db.close()
       throw translateError(error, path)
     }
   }
 
-  private constructor(db: Database, path: string, logger: Logger) {
+  private constructor(db: Database, path: string, logger: Logger, readonly: boolean) {
     this.db = db
     this.location = path
     this.logger = logger
-    this.source = new SqliteSource(db)
+    this.readonly = readonly
+    this.source = readonly ? undefined : new SqliteSource(db)
     this.indexer = new Indexer(db)
     this.indexer.onFold = (feed, from, to, deltas) => {
       const cached = this.trees.get(feed)
@@ -132,8 +143,9 @@ export class SqliteSourceStore implements SourceStore {
         'SELECT key, seq, CASE WHEN dhash IS NULL THEN NULL ELSE hex(dhash) END AS dhash FROM tidemark_state INDEXED BY tidemark_state_bucket WHERE feed = ? AND bucket = ? ORDER BY key',
       ),
     }
-    this.marks = new RestoreMarks(db, db.memory ? undefined : `${db.name}-tidemark.json`)
-    for (const feed of this.marks.check()) {
+    // A read-only look neither resets an epoch nor writes the marks file beside the database.
+    this.marks = new RestoreMarks(db, db.memory || readonly ? undefined : `${db.name}-tidemark.json`)
+    for (const feed of readonly ? [] : this.marks.check()) {
       logger.warn({ feed }, `feed "${feed}" went back in history (the database was restored from an older copy): new epoch, replicas will re-bootstrap`)
     }
   }
@@ -148,11 +160,13 @@ export class SqliteSourceStore implements SourceStore {
 
   async ensureFeed(name: string, options: FeedOptions = {}): Promise<FeedInfo> {
     checkRetention(options)
+    this.writable()
     this.db.transaction(() => ensureFeedRow(this.db, name, options)).immediate()
     return this.getFeed(name)
   }
 
   async resetEpoch(name: string): Promise<FeedInfo> {
+    this.writable()
     this.feedRow(name)
     this.db.prepare('UPDATE tidemark_feeds SET epoch = ? WHERE name = ?').run(newEpoch(), name)
     this.marks.save(true)
@@ -162,7 +176,7 @@ export class SqliteSourceStore implements SourceStore {
 
   async write(feed: string, ops: WriteOp[]): Promise<Seq[]> {
     this.feedRow(feed)
-    const writer = this.source.feed(feed)
+    const writer = this.writable().feed(feed)
     const seqs = this.db
       .transaction(() => ops.map((o) => (o.op === 'upsert' ? writer.put(o.key, o.data) : writer.delete(o.key))))
       .immediate()
@@ -289,7 +303,7 @@ export class SqliteSourceStore implements SourceStore {
     this.feedRow(feed)
     // The state is exact as of digest_seq: bring it up to the head read before this call, so that a
     // bootstrap that remembered that head gets rows at least that recent.
-    this.indexer.catchUp(feed)
+    this.catchUp(feed)
     return this.db.transaction(() => {
       const head = this.stmt.stateSeq.get(feed) as number
       const rows = (this.stmt.snapshot.all(feed, after ?? '', limit + 1) as Array<{ key: string; seq: number; data: string }>).map(
@@ -303,7 +317,7 @@ export class SqliteSourceStore implements SourceStore {
 
   async rows(feed: string, keys: string[]): Promise<{ head: Seq; rows: StoredRow[] }> {
     this.feedRow(feed)
-    this.indexer.catchUp(feed)
+    this.catchUp(feed)
     return this.db.transaction(() => {
       const head = this.stmt.stateSeq.get(feed) as number
       const rows: StoredRow[] = []
@@ -317,7 +331,7 @@ export class SqliteSourceStore implements SourceStore {
 
   async digestTree(feed: string): Promise<{ seq: Seq; tree: DigestTree }> {
     this.feedRow(feed)
-    this.indexer.catchUp(feed)
+    this.catchUp(feed)
     const { epoch, digest_seq: seq } = this.feedRow(feed)
     const cached = this.trees.get(feed)
     if (cached !== undefined && cached.seq === seq && cached.epoch === epoch) return { seq, tree: cached.tree }
@@ -329,7 +343,7 @@ export class SqliteSourceStore implements SourceStore {
 
   async digestLeaves(feed: string): Promise<{ seq: Seq; leaves: DigestLeaf[] }> {
     this.feedRow(feed)
-    this.indexer.catchUp(feed)
+    this.catchUp(feed)
     return this.db.transaction(() => {
       const seq = this.feedRow(feed).digest_seq
       const text = this.stmt.leaves.get(feed) as string | null
@@ -352,7 +366,7 @@ export class SqliteSourceStore implements SourceStore {
       if (!Number.isSafeInteger(b) || b < 0 || b >= BUCKETS) throw new BadRequestError(`bucket ${b} is not a bucket number (0 to ${BUCKETS - 1})`)
     }
     this.feedRow(feed)
-    this.indexer.catchUp(feed)
+    this.catchUp(feed)
     // One read transaction: every list and its count and sum are exact at the same digest_seq.
     return this.db.transaction(() => {
       const f = this.feedRow(feed)
@@ -369,6 +383,7 @@ export class SqliteSourceStore implements SourceStore {
 
   async track(options: TrackOptions): Promise<FeedInfo> {
     checkRetention(options)
+    this.writable()
     const { feed, captured } = installCapture(this.db, options, (name) => this.indexer.catchUp(name))
     this.logger.info({ feed, table: options.table, captured }, `capturing table "${options.table}" into feed "${feed}"`)
     this.watcher.notify()
@@ -376,6 +391,7 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   async untrack(feed: string): Promise<void> {
+    this.writable()
     const f = this.feedRow(feed)
     if (f.tracked === null || (JSON.parse(f.tracked) as TrackedTable).active === false) {
       throw new BadRequestError(`feed "${feed}" does not capture a table`)
@@ -384,6 +400,7 @@ export class SqliteSourceStore implements SourceStore {
   }
 
   async maintain(): Promise<MaintainResult> {
+    this.writable()
     const result: MaintainResult = { digested: 0, pruned: 0, reset: this.marks.check() }
     for (const feed of result.reset) {
       this.logger.warn({ feed }, `feed "${feed}" went back in history (restored from an older copy): new epoch, replicas will re-bootstrap`)
@@ -404,8 +421,18 @@ export class SqliteSourceStore implements SourceStore {
 
   async close(): Promise<void> {
     this.watcher.close()
-    this.source.close()
+    this.source?.close()
     this.db.close()
+  }
+
+  private writable(): SqliteSource {
+    if (this.source === undefined) throw new BadRequestError(`${this.location} was opened read-only`)
+    return this.source
+  }
+
+  /** Folds the log into the state and digest before a read of them; a read-only store reads them as of digest_seq. */
+  private catchUp(feed: string): void {
+    if (!this.readonly) this.indexer.catchUp(feed)
   }
 
   private feedRow(name: string): FeedRow {
@@ -418,6 +445,10 @@ export class SqliteSourceStore implements SourceStore {
 
 /** A 16-byte hash read with SQL's hex(). */
 function hexToHash(hex: string): bigint {
-  if (hex.length !== 32) throw new Error(`a stored digest hash has ${hex.length / 2} bytes, not 16: the digest tables are damaged`)
+  if (hex.length !== 32) {
+    throw new DigestDamagedError(
+      `a stored digest hash has ${hex.length / 2} bytes, not 16: the source's digest tables are damaged (restore them from a backup, or re-track the feed)`,
+    )
+  }
   return BigInt(`0x${hex}`)
 }

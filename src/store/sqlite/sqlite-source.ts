@@ -1,7 +1,7 @@
 import BetterSqlite3, { type Database, type Statement } from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { BadRequestError, UnknownFeedError } from '../../errors.js'
-import type { Json, Seq } from '../../protocol/types.js'
+import type { JsonCompatible, Seq } from '../../protocol/types.js'
 import type { FeedWriter } from '../../source/feed-writer.js'
 import { checkFeedName, checkKey, serializeData } from '../../source/validate.js'
 import type { FeedOptions } from '../store.js'
@@ -80,7 +80,7 @@ export class SqliteFeedWriter implements FeedWriter {
     )
   }
 
-  put(key: string, data: Json): Seq {
+  put<T>(key: string, data: T & JsonCompatible<T>): Seq {
     return this.append(checkKey(key), OP_UPSERT, serializeData(data))
   }
 
