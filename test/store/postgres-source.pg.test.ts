@@ -67,8 +67,10 @@ describe('PostgreSQL source: the owner API and capture', () => {
 
   it('refuses the API on a captured feed, and a NULL key in a captured table', async () => {
     const { pool, store, close } = await fresh()
-    await pool.query('CREATE TABLE t (id integer UNIQUE, v text)')
+    await pool.query('CREATE TABLE t (id integer NOT NULL UNIQUE, v text)')
     await store.track({ table: 't', keyColumn: 'id' })
+    // track refuses a nullable key; the trigger still refuses a NULL the table was altered to allow.
+    await pool.query('ALTER TABLE t ALTER COLUMN id DROP NOT NULL')
     const source = await PostgresSource.attach(pool)
     await assert.rejects(source.feed('t'), /captured from table "t"/)
     await assert.rejects(pool.query(`INSERT INTO t VALUES (NULL, 'x')`), /key column id is NULL/)

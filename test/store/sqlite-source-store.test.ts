@@ -87,6 +87,28 @@ describe('SqliteSourceStore', () => {
     await store.close()
   })
 
+  it("track follows SQLite's primary keys: INTEGER PRIMARY KEY and WITHOUT ROWID keys are NOT NULL, other primary keys may hold NULL", async () => {
+    const path = tmpDb()
+    const db = new Database(path)
+    db.exec(`CREATE TABLE rowid_key (id INTEGER PRIMARY KEY, v TEXT);
+             CREATE TABLE text_key (code TEXT PRIMARY KEY, v TEXT);
+             CREATE TABLE no_rowid (code TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
+             CREATE TABLE pair (a INTEGER NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a, b));
+             INSERT INTO text_key VALUES (NULL, 'x'), (NULL, 'y')`)
+    db.close()
+    const store = SqliteSourceStore.open(path)
+    try {
+      await store.track({ table: 'rowid_key', keyColumn: 'id' })
+      await assert.rejects(store.track({ table: 'text_key', keyColumn: 'code' }), { code: 'bad-request', message: /has nullable column "code": a key must be NOT NULL/ })
+      await store.track({ table: 'no_rowid', keyColumn: 'code' })
+      await assert.rejects(store.track({ table: 'pair', keyColumn: 'a' }), /not its primary key or unique.*key it by "a,b" \(primary key\)/)
+      await store.track({ table: 'pair', keyColumn: 'a,b' })
+      assert.deepEqual((await store.listFeeds()).map((f) => f.name), ['no_rowid', 'pair', 'rowid_key'])
+    } finally {
+      await store.close()
+    }
+  })
+
   it('refuses a file that is not SQLite', async () => {
     const path = tmpDb()
     writeFileSync(path, randomBytes(8192))
@@ -106,6 +128,17 @@ sourceStoreContract({
       store,
       async sql(statements: string) {
         db.transaction(() => db.exec(statements)).immediate()
+      },
+      async triggers(table: string) {
+        return db.prepare(`SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? ORDER BY 1`).pluck().all(table) as string[]
+      },
+      async tidemarkRows() {
+        return db
+          .prepare(
+            `SELECT (SELECT count(*) FROM tidemark_feeds) + (SELECT count(*) FROM tidemark_changes) + (SELECT count(*) FROM tidemark_state) + (SELECT count(*) FROM tidemark_digest)`,
+          )
+          .pluck()
+          .get() as number
       },
       async close() {
         await store.close()

@@ -19,7 +19,7 @@ export const registerTrack: Registrar = (program, cli) => {
     .description("capture every insert, update and delete of an existing table into a feed (triggers in the owner's database)")
     .argument('<db>', 'the source: a SQLite file or a postgres:// URL (it must exist and hold the table)')
     .requiredOption('--table <table>', 'table to capture')
-    .requiredOption('--key <column>', "column whose value is each row's key")
+    .requiredOption('--key <column>', "the row's key: the primary key's column(s), or a unique NOT NULL set; a,b for a composite key")
     .option('--feed <name>', 'feed to capture into (default: the table name)')
     .option('--retain-changes <n>', 'keep at least the newest n changes in the log', parsePositive)
     .option('--retain-age <duration>', 'keep at least the changes of this long (30s, 12h, 7d, or ms)', parseDurationOption)

@@ -4,6 +4,7 @@ import { BadRequestError, ConflictError } from '../../errors.js'
 import type { TrackedTable } from '../../protocol/types.js'
 import { checkFeedName } from '../../source/validate.js'
 import type { TrackOptions } from '../store.js'
+import { checkTrackKey, keyColumnsOf, type UniqueSet } from '../tracked-key.js'
 import { ensureFeedRow } from './feeds.js'
 import { OP_DELETE, OP_UPSERT } from './schema.js'
 
@@ -30,57 +31,86 @@ const triggerName = (feed: string): string => quoteId(`tidemark_capture_${object
 const truncateFunctionName = (feed: string): string => `tidemark.${quoteId(`truncate_${objectSuffix(feed)}`)}`
 const truncateTriggerName = (feed: string): string => quoteId(`tidemark_truncate_${objectSuffix(feed)}`)
 
-function captureFunction(feed: string, keyColumn: string): string {
+/** The SQL of a row's key text (tracked-key.ts): one column's value as text, or a JSON array of several. */
+function keyExpr(row: string, key: string[]): string {
+  if (key.length === 1) return `${row}.${quoteId(key[0] as string)}::text`
+  return `'[' || ${key.map((c) => `to_json(${row}.${quoteId(c)})::text`).join(` || ',' || `)} || ']'`
+}
+const anyNull = (row: string, key: string[]): string => key.map((c) => `${row}.${quoteId(c)} IS NULL`).join(' OR ')
+const tupleOf = (row: string, key: string[]): string =>
+  key.length === 1 ? `${row}.${quoteId(key[0] as string)}` : `(${key.map((c) => `${row}.${quoteId(c)}`).join(', ')})`
+
+function captureFunction(feed: string, key: string[]): string {
   const f = quoteStr(feed)
-  const k = quoteId(keyColumn)
-  const nullKey = quoteStr(`tidemark: the key column ${keyColumn} is NULL; feed ${feed} needs a key`)
+  const nullKey = quoteStr(`tidemark: the key column ${key.join(' or ')} is NULL; feed ${feed} needs a key`)
   return `
 CREATE OR REPLACE FUNCTION ${functionName(feed)}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    INSERT INTO tidemark.pending (feed, key, op) VALUES (${f}, OLD.${k}::text, ${OP_DELETE});
+    INSERT INTO tidemark.pending (feed, key, op) VALUES (${f}, ${keyExpr('OLD', key)}, ${OP_DELETE});
     RETURN NULL;
   END IF;
-  IF NEW.${k} IS NULL THEN RAISE EXCEPTION ${nullKey}; END IF;
-  IF TG_OP = 'UPDATE' AND OLD.${k} IS DISTINCT FROM NEW.${k} THEN
-    INSERT INTO tidemark.pending (feed, key, op) VALUES (${f}, OLD.${k}::text, ${OP_DELETE});
+  IF ${anyNull('NEW', key)} THEN RAISE EXCEPTION ${nullKey}; END IF;
+  IF TG_OP = 'UPDATE' AND ${tupleOf('OLD', key)} IS DISTINCT FROM ${tupleOf('NEW', key)} THEN
+    INSERT INTO tidemark.pending (feed, key, op) VALUES (${f}, ${keyExpr('OLD', key)}, ${OP_DELETE});
   END IF;
-  INSERT INTO tidemark.pending (feed, key, op, data) VALUES (${f}, NEW.${k}::text, ${OP_UPSERT}, row_to_json(NEW)::text);
+  INSERT INTO tidemark.pending (feed, key, op, data) VALUES (${f}, ${keyExpr('NEW', key)}, ${OP_UPSERT}, row_to_json(NEW)::text);
   RETURN NULL;
 END
 $fn$`
 }
 
 /** Deletes of every key still in the table, the table named at run time (it may have been renamed). */
-function truncateFunction(feed: string, keyColumn: string): string {
+function truncateFunction(feed: string, key: string[]): string {
+  // A format() string: the key's SQL has its % doubled.
+  const insert = `INSERT INTO tidemark.pending (feed, key, op) SELECT %L, ${keyExpr('t', key).replaceAll('%', '%%')}, ${OP_DELETE} FROM %I.%I t WHERE NOT (${anyNull('t', key).replaceAll('%', '%%')}) ORDER BY 2`
   return `
 CREATE OR REPLACE FUNCTION ${truncateFunctionName(feed)}() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-  EXECUTE format(
-    'INSERT INTO tidemark.pending (feed, key, op) SELECT %L, t.%I::text, ${OP_DELETE} FROM %I.%I t WHERE t.%I IS NOT NULL ORDER BY 2',
-    ${quoteStr(feed)}, ${quoteStr(keyColumn)}, TG_TABLE_SCHEMA, TG_TABLE_NAME, ${quoteStr(keyColumn)});
+  EXECUTE format(${quoteStr(insert)}, ${quoteStr(feed)}, TG_TABLE_SCHEMA, TG_TABLE_NAME);
   RETURN NULL;
 END
 $fn$`
 }
 
-async function installTruncateTrigger(client: pg.ClientBase, feed: string, keyColumn: string, regclass: string): Promise<void> {
-  await client.query(truncateFunction(feed, keyColumn))
+async function installTruncateTrigger(client: pg.ClientBase, feed: string, key: string[], regclass: string): Promise<void> {
+  await client.query(truncateFunction(feed, key))
   await client.query(`DROP TRIGGER IF EXISTS ${truncateTriggerName(feed)} ON ${regclass}`)
   await client.query(
     `CREATE TRIGGER ${truncateTriggerName(feed)} BEFORE TRUNCATE ON ${regclass} FOR EACH STATEMENT EXECUTE FUNCTION ${truncateFunctionName(feed)}()`,
   )
 }
 
-export async function tableColumns(client: pg.ClientBase, table: string): Promise<{ regclass: string; columns: string[] } | undefined> {
+interface TableFacts {
+  regclass: string
+  columns: string[]
+  notNull: Set<string>
+}
+
+export async function tableColumns(client: pg.ClientBase, table: string): Promise<TableFacts | undefined> {
   const { rows } = await client.query<{ regclass: string | null }>('SELECT to_regclass($1)::text AS regclass', [table])
   const regclass = rows[0]?.regclass
   if (!regclass) return undefined
-  const cols = await client.query<{ attname: string }>(
-    'SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
+  const cols = await client.query<{ attname: string; attnotnull: boolean }>(
+    'SELECT attname, attnotnull FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum',
     [regclass],
   )
-  return { regclass, columns: cols.rows.map((c) => c.attname) }
+  return { regclass, columns: cols.rows.map((c) => c.attname), notNull: new Set(cols.rows.filter((c) => c.attnotnull).map((c) => c.attname)) }
+}
+
+/** The table's primary key and unique indexes on plain columns (valid, not partial; INCLUDE columns left out). */
+async function uniqueSets(client: pg.ClientBase, regclass: string): Promise<UniqueSet[]> {
+  const { rows } = await client.query<{ primary: boolean; columns: string[] }>(
+    `SELECT i.indisprimary AS primary,
+            array(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE k.n <= i.indnkeyatts ORDER BY k.n)::text[] AS columns
+     FROM pg_index i
+     WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+     ORDER BY NOT i.indisprimary, i.indexrelid`,
+    [regclass],
+  )
+  return rows
 }
 
 /**
@@ -89,15 +119,16 @@ export async function tableColumns(client: pg.ClientBase, table: string): Promis
  */
 export async function installCapture(client: pg.ClientBase, options: TrackOptions): Promise<{ feed: string; captured: number }> {
   const feed = checkFeedName(options.feed ?? options.table)
-  const found = await tableColumns(client, options.table)
-  if (!found) throw new BadRequestError(`no table "${options.table}" in this database`)
-  const { regclass, columns } = found
-  if (!columns.includes(options.keyColumn)) {
-    throw new BadRequestError(`table "${options.table}" has no column "${options.keyColumn}" (it has ${columns.join(', ')})`)
-  }
+  const named = (await client.query<{ regclass: string | null }>('SELECT to_regclass($1)::text AS regclass', [options.table])).rows[0]?.regclass
+  if (!named) throw new BadRequestError(`no table "${options.table}" in this database`)
   // Writers of the table wait from here to commit (readers do not): nothing written before the
-  // trigger exists is missed, nothing after it is copied twice.
-  await client.query(`LOCK TABLE ${regclass} IN SHARE ROW EXCLUSIVE MODE`)
+  // trigger exists is missed, nothing after it is copied twice. The lock also keeps the table's
+  // columns and constraints as they are checked below.
+  await client.query(`LOCK TABLE ${named} IN SHARE ROW EXCLUSIVE MODE`)
+  const found = await tableColumns(client, named)
+  if (!found) throw new BadRequestError(`no table "${options.table}" in this database`)
+  const { regclass, columns, notNull } = found
+  const key = checkTrackKey(options.table, options.keyColumn, columns, notNull, await uniqueSets(client, regclass))
   const existing = (
     await client.query<{ head: string; tracked: string | null; pending: boolean }>(
       `SELECT head, tracked, EXISTS (SELECT 1 FROM tidemark.pending p WHERE p.feed = f.name) AS pending
@@ -113,15 +144,14 @@ export async function installCapture(client: pg.ClientBase, options: TrackOption
     throw new ConflictError(`feed "${feed}" ${previous.active === false ? 'captured' : 'already captures'} table "${previous.table}"`)
   }
   await ensureFeedRow(client, feed, options.retention ? { retention: options.retention } : {})
-  await client.query(captureFunction(feed, options.keyColumn))
+  await client.query(captureFunction(feed, key))
   await client.query(`DROP TRIGGER IF EXISTS ${triggerName(feed)} ON ${regclass}`)
   await client.query(
     `CREATE TRIGGER ${triggerName(feed)} AFTER INSERT OR UPDATE OR DELETE ON ${regclass} FOR EACH ROW EXECUTE FUNCTION ${functionName(feed)}()`,
   )
-  await installTruncateTrigger(client, feed, options.keyColumn, regclass)
+  await installTruncateTrigger(client, feed, key, regclass)
   let captured = 0
   if (!previous || previous.active === false) {
-    const k = quoteId(options.keyColumn)
     // The table's rows become one transaction of the feed (this one). After an untrack, keys the
     // table lost meanwhile are deleted in that same transaction.
     if (previous) {
@@ -129,15 +159,15 @@ export async function installCapture(client: pg.ClientBase, options: TrackOption
         `INSERT INTO tidemark.pending (feed, key, op)
          SELECT $1, s.key, ${OP_DELETE} FROM tidemark.state s
          WHERE s.feed = $1 AND s.data IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM ${regclass} t WHERE t.${k}::text = s.key)
+           AND NOT EXISTS (SELECT 1 FROM ${regclass} t WHERE ${keyExpr('t', key)} = s.key)
          ORDER BY s.key`,
         [feed],
       )
     }
     const copied = await client.query(
       `INSERT INTO tidemark.pending (feed, key, op, data)
-       SELECT $1, t.${k}::text, ${OP_UPSERT}, row_to_json(t)::text FROM ${regclass} t
-       WHERE t.${k} IS NOT NULL ORDER BY t.${k}::text COLLATE "C"`,
+       SELECT $1, ${keyExpr('t', key)}, ${OP_UPSERT}, row_to_json(t)::text FROM ${regclass} t
+       WHERE NOT (${anyNull('t', key)}) ORDER BY (${keyExpr('t', key)}) COLLATE "C"`,
       [feed],
     )
     captured = copied.rowCount ?? 0
@@ -158,7 +188,7 @@ export async function installMissingTruncateCapture(client: pg.ClientBase): Prom
     if (tracked.active === false) continue
     const found = await tableColumns(client, tracked.table)
     if (!found) continue
-    await installTruncateTrigger(client, feed, tracked.keyColumn, found.regclass)
+    await installTruncateTrigger(client, feed, keyColumnsOf(tracked.keyColumn, found.columns), found.regclass)
   }
 }
 

@@ -74,6 +74,8 @@ export class HeadWatcher {
     const feeds = [...this.waiters.keys()]
     try {
       for (const feed of await this.sequencer.pendingFeeds(feeds)) await this.sequencer.run(feed, false)
+      // The queue's partitions emptied while long-polls are what sequences it (schema.ts, PENDING_SLOTS).
+      await this.sequencer.rotateIfDue()
       for (const [feed, head] of await this.readHeads(feeds)) this.notify(feed, head)
     } catch (error) {
       // The database is away: waiters time out as usual, and the next tick tries again.

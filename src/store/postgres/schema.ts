@@ -10,7 +10,8 @@ import { installMissingTruncateCapture } from './capture.js'
  * - pending: what owners' transactions write (the API and capture triggers). No seq yet: `xid` is
  *   the writer's top-level transaction, `ord` the order of the write (a CACHE 1 sequence, so ords
  *   follow the order in which the writes happened, across sessions). No index: it is a short queue
- *   that the sequencer empties, and every index would cost the owner on each write.
+ *   that the sequencer empties, and every index would cost the owner on each write. Partitioned by
+ *   period and emptied by TRUNCATE (PENDING_SLOTS), so that it stays short without vacuum.
  * - changes: the log. The sequencer moves committed pending rows here with gap-free seqs, whole
  *   transactions at a time; `tx` is the seq of the transaction's last change.
  * - state, digest: each key's latest version and the digest's leaves, folded in from the log by
@@ -18,6 +19,18 @@ import { installMissingTruncateCapture } from './capture.js'
  *   the key, so that reconciliation reads one bucket's keys in key order. Keys sort with COLLATE "C" (UTF-8 byte order, as
  *   SQLite's BINARY and protocol/key-order.ts).
  */
+
+/**
+ * The capture queue's partitions (migration 3): `tidemark.pending` is partitioned by `slot`, the
+ * writer's transaction start time (`now()`) in periods of PENDING_PERIOD_MS, modulo PENDING_SLOTS.
+ * Writers insert into the current period's partition without reading anything; the sequencer's
+ * rotation empties a partition two or more periods old with TRUNCATE once every row in it is moved
+ * (sequencer.ts), so the queue's dead rows are gone every few seconds whether or not (auto)vacuum
+ * ever runs.
+ */
+export const PENDING_SLOTS = 4
+export const PENDING_PERIOD_MS = 1000
+export const PENDING_SLOT_SQL = `(((extract(epoch FROM now()) * 1000)::bigint / ${PENDING_PERIOD_MS}) % ${PENDING_SLOTS})::smallint`
 
 export const OP_UPSERT = 1
 export const OP_DELETE = 2
@@ -27,6 +40,27 @@ export const NOW_MS_SQL = `(extract(epoch FROM clock_timestamp()) * 1000)::bigin
 
 /** A migration: SQL, or a step that needs more than SQL (it runs in the migration's transaction). */
 export type Migration = string | ((client: pg.ClientBase) => Promise<void>)
+
+const PARTITION_PENDING = `
+ALTER TABLE tidemark.pending RENAME TO pending_unpartitioned;
+CREATE TABLE tidemark.pending (
+  feed text COLLATE "C" NOT NULL,
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  ord bigint NOT NULL DEFAULT nextval('tidemark.pending_ord'),
+  key text COLLATE "C" NOT NULL,
+  op smallint NOT NULL,
+  data text,
+  ts bigint NOT NULL DEFAULT ${NOW_MS_SQL},
+  slot smallint NOT NULL DEFAULT ${PENDING_SLOT_SQL}
+) PARTITION BY LIST (slot);
+${Array.from({ length: PENDING_SLOTS }, (_, i) => `CREATE TABLE tidemark.pending_${i} PARTITION OF tidemark.pending FOR VALUES IN (${i});`).join('\n')}
+INSERT INTO tidemark.pending (feed, xid, ord, key, op, data, ts) SELECT feed, xid, ord, key, op, data, ts FROM tidemark.pending_unpartitioned;
+DROP TABLE tidemark.pending_unpartitioned;
+-- Room on every page for a key's next version: the indexer's updates of state and digest stay HOT
+-- (no new index entries) and a page's dead versions are pruned by the next update, without vacuum.
+ALTER TABLE tidemark.state SET (fillfactor = 80);
+ALTER TABLE tidemark.digest SET (fillfactor = 50);
+`
 
 const MIGRATIONS: Migration[] = [
   `
@@ -83,6 +117,12 @@ CREATE TABLE tidemark.digest (
 `,
   // 2: tables tracked before TRUNCATE was captured get its trigger (tracking them again did it).
   (client) => installMissingTruncateCapture(client),
+  // 3: the queue partitioned by period, so that it can be emptied by TRUNCATE (PENDING_SLOTS above).
+  // Renaming takes the old queue's lock: writers in flight finish first, and their rows are copied.
+  async (client) => {
+    const { rows } = await client.query<{ kind: string }>(`SELECT relkind AS kind FROM pg_class WHERE oid = 'tidemark.pending'::regclass`)
+    if (rows[0]?.kind !== 'p') await client.query(PARTITION_PENDING)
+  },
 ]
 
 /** Creates or upgrades the source's tables; refuses a schema newer than this tidemark knows. */

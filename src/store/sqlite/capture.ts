@@ -3,6 +3,7 @@ import { BadRequestError, ConflictError } from '../../errors.js'
 import type { TrackedTable } from '../../protocol/types.js'
 import { checkFeedName } from '../../source/validate.js'
 import type { TrackOptions } from '../store.js'
+import { checkTrackKey, type UniqueSet } from '../tracked-key.js'
 import { NOW_MS_SQL, OP_DELETE, OP_UPSERT } from './schema.js'
 import { ensureFeedRow } from './sqlite-source.js'
 
@@ -51,16 +52,60 @@ export function tableColumns(db: Database, table: string): Array<{ name: string;
   return db.prepare('SELECT name, type FROM pragma_table_info(?)').all(table) as Array<{ name: string; type: string }>
 }
 
+/**
+ * The table's NOT NULL columns and unique sets (tracked-key.ts). SQLite's quirks: an `INTEGER
+ * PRIMARY KEY` is the rowid (never NULL, and no index lists it); other primary key columns of a
+ * rowid table accept NULL unless declared NOT NULL; a WITHOUT ROWID table's never do.
+ */
+function keyFacts(db: Database, table: string): { notNull: Set<string>; uniques: UniqueSet[] } {
+  const info = db.prepare('SELECT name, type, "notnull" AS nn, pk FROM pragma_table_info(?) ORDER BY pk').all(table) as Array<{
+    name: string
+    type: string
+    nn: number
+    pk: number
+  }>
+  const withoutRowid = (db.prepare('SELECT wr FROM pragma_table_list(?)').pluck().get(table) as number | undefined) === 1
+  const notNull = new Set(info.filter((c) => c.nn === 1).map((c) => c.name))
+  const pk = info.filter((c) => c.pk > 0).map((c) => c.name)
+  const rowidAlias = !withoutRowid && pk.length === 1 && info.find((c) => c.pk > 0)?.type.toUpperCase() === 'INTEGER'
+  if (rowidAlias || withoutRowid) for (const c of pk) notNull.add(c)
+  const uniques: UniqueSet[] = []
+  const indexes = db.prepare('SELECT name, "unique" AS u, origin, partial FROM pragma_index_list(?)').all(table) as Array<{
+    name: string
+    u: number
+    origin: string
+    partial: number
+  }>
+  for (const index of indexes) {
+    if (index.u !== 1 || index.partial === 1) continue
+    const cols = db.prepare('SELECT cid, name FROM pragma_index_info(?) ORDER BY seqno').all(index.name) as Array<{ cid: number; name: string | null }>
+    if (cols.some((c) => c.cid < 0 || c.name === null)) continue
+    uniques.push({ columns: cols.map((c) => c.name as string), primary: index.origin === 'pk' })
+  }
+  if (pk.length > 0 && !uniques.some((u) => u.primary)) uniques.unshift({ columns: pk, primary: true })
+  return { notNull, uniques }
+}
+
+/** The SQL of a row's key text (tracked-key.ts): one column's value, or a JSON array of several. */
+function keyExpr(row: 'NEW' | 'OLD' | '', key: string[]): string {
+  const ref = (c: string) => (row ? `${row}.${quoteId(c)}` : quoteId(c))
+  return key.length === 1 ? ref(key[0] as string) : `json_array(${key.map(ref).join(', ')})`
+}
+const anyNull = (row: 'NEW' | '', key: string[]): string => key.map((c) => `${row ? `${row}.` : ''}${quoteId(c)} IS NULL`).join(' OR ')
+
 /** `catchUp` brings the feed's state up to its head (the indexer), inside the capture's transaction. */
 export function installCapture(db: Database, options: TrackOptions, catchUp: (feed: string) => void): { feed: string; captured: number } {
   const feed = checkFeedName(options.feed ?? options.table)
   const columns = tableColumns(db, options.table)
   if (columns.length === 0) throw new BadRequestError(`no table "${options.table}" in this database`)
-  if (!columns.some((c) => c.name === options.keyColumn)) {
-    throw new BadRequestError(
-      `table "${options.table}" has no column "${options.keyColumn}" (it has ${columns.map((c) => c.name).join(', ')})`,
-    )
-  }
+  const facts = keyFacts(db, options.table)
+  const key = checkTrackKey(
+    options.table,
+    options.keyColumn,
+    columns.map((c) => c.name),
+    facts.notNull,
+    facts.uniques,
+  )
   const blobs = columns.filter((c) => /BLOB/i.test(c.type)).map((c) => c.name)
   if (blobs.length > 0) {
     throw new BadRequestError(`cannot capture BLOB columns as JSON: ${blobs.join(', ')} of table "${options.table}"`)
@@ -83,19 +128,19 @@ export function installCapture(db: Database, options: TrackOptions, catchUp: (fe
     ensureFeedRow(db, feed, options.retention ? { retention: options.retention } : {})
     dropTriggers(db, feed)
 
-    const key = options.keyColumn
     const nullKey = (row: 'NEW') =>
-      `SELECT RAISE(ABORT, ${quoteStr(`tidemark: ${options.table}.${key} is NULL; feed ${feed} needs a key`)}) WHERE ${row}.${quoteId(key)} IS NULL;`
+      `SELECT RAISE(ABORT, ${quoteStr(`tidemark: ${options.table}.${key.join(' or ')} is NULL; feed ${feed} needs a key`)}) WHERE ${anyNull(row, key)};`
+    const keyChanged = key.map((c) => `OLD.${quoteId(c)} IS NOT NEW.${quoteId(c)}`).join(' OR ')
     const table = quoteId(options.table)
     db.exec(`CREATE TRIGGER ${triggerName(feed, 'insert')} AFTER INSERT ON ${table} BEGIN
-  ${nullKey('NEW')}${appendChange(feed, `NEW.${quoteId(key)}`, OP_UPSERT, jsonOf('NEW', names))}
+  ${nullKey('NEW')}${appendChange(feed, keyExpr('NEW', key), OP_UPSERT, jsonOf('NEW', names))}
 END;`)
     db.exec(`CREATE TRIGGER ${triggerName(feed, 'update')} AFTER UPDATE ON ${table} BEGIN
-  ${nullKey('NEW')}${appendChange(feed, `OLD.${quoteId(key)}`, OP_DELETE, 'NULL', `OLD.${quoteId(key)} IS NOT NEW.${quoteId(key)}`)}${appendChange(feed, `NEW.${quoteId(key)}`, OP_UPSERT, jsonOf('NEW', names))}
+  ${nullKey('NEW')}${appendChange(feed, keyExpr('OLD', key), OP_DELETE, 'NULL', `(${keyChanged})`)}${appendChange(feed, keyExpr('NEW', key), OP_UPSERT, jsonOf('NEW', names))}
 END;`)
     db.exec(`CREATE TRIGGER ${triggerName(feed, 'delete')} AFTER DELETE ON ${table} BEGIN${appendChange(
       feed,
-      `OLD.${quoteId(key)}`,
+      keyExpr('OLD', key),
       OP_DELETE,
       'NULL',
     )}
@@ -114,7 +159,7 @@ END;`)
             `INSERT INTO tidemark_changes (feed, seq, key, op, data, txs, ts)
              SELECT feed, ? + row_number() OVER (ORDER BY key), key, ${OP_DELETE}, NULL, ?, ${NOW_MS_SQL}
              FROM tidemark_state WHERE feed = ? AND data IS NOT NULL
-               AND key NOT IN (SELECT CAST(${quoteId(key)} AS TEXT) FROM ${table} WHERE ${quoteId(key)} IS NOT NULL)`,
+               AND key NOT IN (SELECT CAST(${keyExpr('', key)} AS TEXT) FROM ${table} WHERE NOT (${anyNull('', key)}))`,
           )
           .run(head, txStart, feed).changes
         db.prepare('UPDATE tidemark_feeds SET head = head + ? WHERE name = ?').run(gone, feed)
@@ -123,9 +168,9 @@ END;`)
       const info = db
         .prepare(
           `INSERT INTO tidemark_changes (feed, seq, key, op, data, txs, ts)
-           SELECT ?, ? + row_number() OVER (ORDER BY CAST(${quoteId(key)} AS TEXT)), CAST(${quoteId(key)} AS TEXT), ${OP_UPSERT},
+           SELECT ?, ? + row_number() OVER (ORDER BY CAST(${keyExpr('', key)} AS TEXT)), CAST(${keyExpr('', key)} AS TEXT), ${OP_UPSERT},
                   ${jsonOf('', names)}, ? + 1, ${NOW_MS_SQL}
-           FROM ${table} WHERE ${quoteId(key)} IS NOT NULL`,
+           FROM ${table} WHERE NOT (${anyNull('', key)})`,
         )
         .run(feed, head, txStart - 1)
       captured = info.changes

@@ -13,6 +13,10 @@ export interface SourceHarness {
   store: SourceStore
   /** Runs `statements` (`;`-separated) in one transaction of another client of the database. */
   sql(statements: string): Promise<void>
+  /** The names of the triggers on `table` (tidemark's capture or any other). */
+  triggers(table: string): Promise<string[]>
+  /** Rows in tidemark's own tables (feeds, queue, log, state, digest), all feeds together. */
+  tidemarkRows(): Promise<number>
   close(): Promise<void>
 }
 
@@ -110,6 +114,51 @@ export function sourceStoreContract(backend: SourceBackend): void {
         await assert.rejects(store.write('customers', [{ op: 'upsert', key: '9', data: 1 }]), /captured from table/)
         await assert.rejects(store.track({ table: 'nope', keyColumn: 'id' }), { code: 'bad-request' })
         await assert.rejects(store.track({ table: 'customers', keyColumn: 'nope', feed: 'other' }), { code: 'bad-request' })
+      }))
+
+    it('refuses a key that is not a primary key or unique NOT NULL columns, installing nothing; a composite key is a JSON array', () =>
+      withStore(async ({ store, sql, triggers, tidemarkRows }) => {
+        // pgbench_history: no primary key, the named column repeats.
+        await sql(`CREATE TABLE history (aid INTEGER NOT NULL, delta INTEGER); INSERT INTO history VALUES (1, 5), (1, 6), (2, 7)`)
+        const before = await tidemarkRows()
+        await assert.rejects(store.track({ table: 'history', keyColumn: 'aid' }), {
+          code: 'bad-request',
+          message: /column "aid" of table "history" is not its primary key or unique: rows sharing a value would be merged into one key; give it a primary key/,
+        })
+        assert.deepEqual(await triggers('history'), [])
+        assert.equal(await tidemarkRows(), before)
+        await sql(`INSERT INTO history VALUES (2, 8)`)
+        assert.deepEqual((await store.listFeeds()).map((f) => f.name), [])
+        assert.equal(await tidemarkRows(), before)
+
+        await sql(`CREATE TABLE u (id INTEGER UNIQUE, email TEXT NOT NULL UNIQUE, a INTEGER NOT NULL, b TEXT NOT NULL, c TEXT, UNIQUE (a, b));
+                   INSERT INTO u VALUES (1, 'x@y', 1, 'p', NULL), (2, 'z@y', 1, 'q', NULL)`)
+        await assert.rejects(store.track({ table: 'u', keyColumn: 'id' }), {
+          code: 'bad-request',
+          message: /column "id" of table "u" has nullable column "id": a key must be NOT NULL; key it by "email" or "a,b"/,
+        })
+        await assert.rejects(store.track({ table: 'u', keyColumn: 'a' }), /column "a" of table "u" is not its primary key or unique/)
+        await assert.rejects(store.track({ table: 'u', keyColumn: 'a,c' }), /columns "a,c" of table "u" are not its primary key or unique/)
+        await assert.rejects(store.track({ table: 'u', keyColumn: 'email,c' }), /has nullable column "c"/)
+        await assert.rejects(store.track({ table: 'u', keyColumn: 'a,nope' }), /table "u" has no column "nope"/)
+        await assert.rejects(store.track({ table: 'u', keyColumn: 'a,a' }), /names a column twice/)
+        assert.deepEqual(await triggers('u'), [])
+        assert.equal(await tidemarkRows(), before)
+
+        // A superset of a unique set is unique too; the order named is the key's order.
+        const info = await store.track({ table: 'u', keyColumn: 'b,a' })
+        assert.equal(info.head, 2)
+        assert.equal(info.tracked?.keyColumn, 'b,a')
+        assert.notDeepEqual(await triggers('u'), [])
+        await sql(`UPDATE u SET b = 'r' WHERE a = 1 AND b = 'q'; UPDATE u SET c = 'k' WHERE b = 'p'`)
+        const changes = await collect(store.changes('u', 0))
+        assert.deepEqual(
+          changes.map((c) => [c.key, c.op]),
+          [['["p",1]', 'upsert'], ['["q",1]', 'upsert'], ['["q",1]', 'delete'], ['["r",1]', 'upsert'], ['["p",1]', 'upsert']],
+        )
+        assert.deepEqual(changes[4]?.data, { id: 1, email: 'x@y', a: 1, b: 'p', c: 'k' })
+        // The email column alone keys it too (another feed of the same table).
+        assert.equal((await store.track({ table: 'u', keyColumn: 'email', feed: 'by-email' })).head, 2)
       }))
 
     it('untrack then track again resynchronises the feed with the table', () =>
