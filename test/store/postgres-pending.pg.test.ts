@@ -81,6 +81,8 @@ describe('PostgreSQL source: the capture queue', () => {
     try {
       const first = await PostgresSourceStore.open(url)
       await first.ensureFeed('f')
+      await pool.query('CREATE TABLE tt (id integer PRIMARY KEY)')
+      await first.track({ table: 'tt', keyColumn: 'id' })
       await first.close()
       // The queue as schema version 2 had it, with changes an older tidemark's owners wrote.
       await pool.query(`
@@ -97,6 +99,11 @@ describe('PostgreSQL source: the capture queue', () => {
         assert.equal(rows[0]?.kind, 'p')
         const changes = await collect(store.changes('f', 0))
         assert.deepEqual(changes.map((c) => [c.seq, c.key, c.tx]), [[1, 'a', 2], [2, 'b', 2]])
+        // A table tracked before: its trigger writes into the new queue's current partition.
+        await pool.query('INSERT INTO tt VALUES (7)')
+        assert.deepEqual((await collect(store.changes('tt', 0))).map((c) => [c.key, c.op]), [['7', 'upsert']])
+        const fn = await pool.query<{ src: string }>(`SELECT prosrc AS src FROM pg_proc WHERE proname LIKE 'capture_%'`)
+        assert.match(fn.rows[0]?.src ?? '', /INSERT INTO tidemark\.pending_0 /)
       } finally {
         await store.close()
       }

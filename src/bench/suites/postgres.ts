@@ -16,9 +16,11 @@ import { execSql, numberQueries, ownerLoad, writeBurst } from '../../store/postg
 import { LocalFeedSource } from '../../transport/local-feed-source.js'
 import { atLeast, atMost, gc, median } from '../harness.js'
 import { startCluster, type Cluster } from '../postgres/cluster.js'
+import { pgbenchFigures, type PgbenchSizes } from '../postgres/pgbench.js'
 import type { BenchContext, Suite } from '../suite.js'
 
 interface Sizes {
+  pgbench: PgbenchSizes
   writeMs: number
   writeRounds: number
   bootstrapRows: number
@@ -26,8 +28,8 @@ interface Sizes {
   streamTxSize: number
 }
 
-const FULL: Sizes = { writeMs: 5000, writeRounds: 3, bootstrapRows: 1_000_000, streamTxs: 2000, streamTxSize: 100 }
-const QUICK: Sizes = { writeMs: 1500, writeRounds: 1, bootstrapRows: 20_000, streamTxs: 100, streamTxSize: 100 }
+const FULL: Sizes = { pgbench: { scale: 5, seconds: 20 }, writeMs: 5000, writeRounds: 3, bootstrapRows: 1_000_000, streamTxs: 2000, streamTxSize: 100 }
+const QUICK: Sizes = { pgbench: { scale: 1, seconds: 4 }, writeMs: 1500, writeRounds: 1, bootstrapRows: 20_000, streamTxs: 100, streamTxSize: 100 }
 
 /** A feed server's default maintenance interval (src/server/feed-server.ts). */
 const MAINTAIN_EVERY_MS = 1000
@@ -70,7 +72,8 @@ async function quiesce(url: string, name: string): Promise<void> {
 
 export const postgres: Suite = {
   name: 'postgres',
-  description: 'PostgreSQL store: owner writes with capture vs none (8 connections), bootstrap and streaming PG → PG vs logical replication',
+  description:
+    'PostgreSQL store: pgbench TPC-B-like on a tracked vs untracked database, owner writes with capture vs none (8 connections), bootstrap and streaming PG → PG vs logical replication',
   async run(ctx) {
     const sizes = ctx.quick ? QUICK : FULL
     const env = (process.env.TIDEMARK_BENCH_PG_ROWS ?? '').trim()
@@ -79,9 +82,12 @@ export const postgres: Suite = {
     ctx.log('postgres: starting two clusters (wal_level=logical)')
     const a = await startCluster(logical)
     const b = await startCluster(logical)
-    // TIDEMARK_BENCH_PG_PARTS=owner|replication runs one half only, for quicker iterations on it.
-    const parts = (process.env.TIDEMARK_BENCH_PG_PARTS ?? 'owner,replication').split(',').map((p) => p.trim())
+    // TIDEMARK_BENCH_PG_PARTS=owner|replication|pgbench runs those parts only, for quicker iterations on one.
+    const parts = (process.env.TIDEMARK_BENCH_PG_PARTS ?? 'owner,replication,pgbench').split(',').map((p) => p.trim())
     try {
+      // pgbench's part starts a cluster of its own (autovacuum off, pg_stat_statements).
+      if (parts.includes('pgbench')) await pgbenchFigures(ctx, sizes.pgbench)
+      ctx.signal.throwIfAborted()
       if (parts.includes('owner')) await ownerFigures(ctx, a, sizes)
       ctx.signal.throwIfAborted()
       if (parts.includes('replication')) await replicationFigures(ctx, a, b, sizes)

@@ -104,3 +104,18 @@ export async function writeBurst(url: string, table: string, options: { txs: num
     await client.end()
   }
 }
+
+/** One connection kept open for the bench's reads of statistics and catalogs (rows as objects). */
+export async function rowQueries(
+  url: string,
+  applicationName = 'tidemark-bench',
+): Promise<{ rows<T>(sql: string, params?: unknown[]): Promise<T[]>; close(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url, application_name: applicationName })
+  await client.connect()
+  return {
+    async rows<T>(sql: string, params: unknown[] = []) {
+      return (await client.query(sql, params)).rows as T[]
+    },
+    close: () => client.end(),
+  }
+}

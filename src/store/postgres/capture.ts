@@ -6,7 +6,7 @@ import { checkFeedName } from '../../source/validate.js'
 import type { TrackOptions } from '../store.js'
 import { checkTrackKey, keyColumnsOf, type UniqueSet } from '../tracked-key.js'
 import { ensureFeedRow } from './feeds.js'
-import { OP_DELETE, OP_UPSERT } from './schema.js'
+import { OP_DELETE, OP_UPSERT, PENDING_SLOT_SQL, PENDING_SLOTS } from './schema.js'
 
 /**
  * Table capture on PostgreSQL: an AFTER ROW trigger on the owner's table writes each insert, update
@@ -40,21 +40,33 @@ const anyNull = (row: string, key: string[]): string => key.map((c) => `${row}.$
 const tupleOf = (row: string, key: string[]): string =>
   key.length === 1 ? `${row}.${quoteId(key[0] as string)}` : `(${key.map((c) => `${row}.${quoteId(c)}`).join(', ')})`
 
+/**
+ * An insert into the queue's current partition, named (schema.ts, PENDING_SLOTS): a row inserted
+ * through the partitioned parent is routed at every execution, which the owner would pay per row.
+ */
+function enqueue(columns: string, values: string): string {
+  const branch = (i: number) => `INSERT INTO tidemark.pending_${i} (${columns}, slot) VALUES (${values}, ${i});`
+  const lines = Array.from({ length: PENDING_SLOTS }, (_, i) => (i === 0 ? `IF part = 0 THEN ${branch(0)}` : i < PENDING_SLOTS - 1 ? `ELSIF part = ${i} THEN ${branch(i)}` : `ELSE ${branch(i)}`))
+  return `${lines.join('\n    ')}\n    END IF;`
+}
+
 function captureFunction(feed: string, key: string[]): string {
   const f = quoteStr(feed)
   const nullKey = quoteStr(`tidemark: the key column ${key.join(' or ')} is NULL; feed ${feed} needs a key`)
   return `
 CREATE OR REPLACE FUNCTION ${functionName(feed)}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+  part smallint := ${PENDING_SLOT_SQL};
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    INSERT INTO tidemark.pending (feed, key, op) VALUES (${f}, ${keyExpr('OLD', key)}, ${OP_DELETE});
+    ${enqueue('feed, key, op', `${f}, ${keyExpr('OLD', key)}, ${OP_DELETE}`)}
     RETURN NULL;
   END IF;
   IF ${anyNull('NEW', key)} THEN RAISE EXCEPTION ${nullKey}; END IF;
   IF TG_OP = 'UPDATE' AND ${tupleOf('OLD', key)} IS DISTINCT FROM ${tupleOf('NEW', key)} THEN
-    INSERT INTO tidemark.pending (feed, key, op) VALUES (${f}, ${keyExpr('OLD', key)}, ${OP_DELETE});
+    ${enqueue('feed, key, op', `${f}, ${keyExpr('OLD', key)}, ${OP_DELETE}`)}
   END IF;
-  INSERT INTO tidemark.pending (feed, key, op, data) VALUES (${f}, ${keyExpr('NEW', key)}, ${OP_UPSERT}, row_to_json(NEW)::text);
+  ${enqueue('feed, key, op, data', `${f}, ${keyExpr('NEW', key)}, ${OP_UPSERT}, row_to_json(NEW)::text`)}
   RETURN NULL;
 END
 $fn$`
@@ -177,19 +189,25 @@ export async function installCapture(client: pg.ClientBase, options: TrackOption
   return { feed, captured }
 }
 
-/**
- * Gives every actively tracked table that lacks it the TRUNCATE trigger (a schema migration: tables
- * tracked before TRUNCATE was captured). A table that no longer exists is left for `track` to report.
- */
-export async function installMissingTruncateCapture(client: pg.ClientBase): Promise<void> {
+/** Runs `fn` for every actively tracked table that still exists (schema migrations); the rest are left for `track` to report. */
+async function eachTrackedTable(client: pg.ClientBase, fn: (feed: string, key: string[], regclass: string) => Promise<unknown>): Promise<void> {
   const { rows } = await client.query<{ name: string; tracked: string }>('SELECT name, tracked FROM tidemark.feeds WHERE tracked IS NOT NULL ORDER BY name')
   for (const { name: feed, tracked: text } of rows) {
     const tracked = JSON.parse(text) as TrackedTable
     if (tracked.active === false) continue
     const found = await tableColumns(client, tracked.table)
-    if (!found) continue
-    await installTruncateTrigger(client, feed, keyColumnsOf(tracked.keyColumn, found.columns), found.regclass)
+    if (found) await fn(feed, keyColumnsOf(tracked.keyColumn, found.columns), found.regclass)
   }
+}
+
+/** Gives every tracked table the TRUNCATE trigger (migration 2: tables tracked before TRUNCATE was captured). */
+export function installMissingTruncateCapture(client: pg.ClientBase): Promise<void> {
+  return eachTrackedTable(client, (feed, key, regclass) => installTruncateTrigger(client, feed, key, regclass))
+}
+
+/** Re-creates every tracked table's capture function (migration 4: the queue's layout changed). */
+export function reinstallCaptureFunctions(client: pg.ClientBase): Promise<void> {
+  return eachTrackedTable(client, (feed, key) => client.query(captureFunction(feed, key)))
 }
 
 /** Drops the trigger and its function inside `client`'s open transaction; the feed keeps its log. */

@@ -1,5 +1,5 @@
 import type pg from 'pg'
-import { installMissingTruncateCapture } from './capture.js'
+import { installMissingTruncateCapture, reinstallCaptureFunctions } from './capture.js'
 
 /**
  * tidemark's tables in the owner's PostgreSQL database, in their own schema `tidemark`, created and
@@ -123,6 +123,8 @@ CREATE TABLE tidemark.digest (
     const { rows } = await client.query<{ kind: string }>(`SELECT relkind AS kind FROM pg_class WHERE oid = 'tidemark.pending'::regclass`)
     if (rows[0]?.kind !== 'p') await client.query(PARTITION_PENDING)
   },
+  // 4: capture triggers insert into the queue's current partition by name (capture.ts, enqueue).
+  (client) => reinstallCaptureFunctions(client),
 ]
 
 /** Creates or upgrades the source's tables; refuses a schema newer than this tidemark knows. */
