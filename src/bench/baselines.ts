@@ -134,13 +134,9 @@ export function bestOf(runs: ReadonlyArray<readonly Figure[]>): Figure[] {
   for (const run of runs) {
     for (const f of run) {
       const seen = best.get(f.figure)
-      if (!seen || !f.better) {
-        if (!seen) best.set(f.figure, f)
-        continue
-      }
-      const a = compared(seen).x
-      const b = compared(f).x
-      if (f.better === 'higher' ? b > a : b < a) best.set(f.figure, f)
+      // An informational figure keeps its first run; a judged one its best.
+      if (!seen) best.set(f.figure, f)
+      else if (f.better && (f.better === 'higher' ? compared(f).x > compared(seen).x : compared(f).x < compared(seen).x)) best.set(f.figure, f)
     }
   }
   return [...best.values()]

@@ -19,6 +19,7 @@ import {
   formatComparison,
   machineMismatch,
   readBaseline,
+  REGRESSION_THRESHOLD,
   writeBaseline,
   type Comparison,
   type Mode,
@@ -179,7 +180,7 @@ async function main(): Promise<number> {
     regressed = bad.length > 0
     process.stdout.write(
       regressed
-        ? `REGRESSION: ${bad.length} figure(s) got ${15} % or more worse: ${bad.map((r) => `${r.suite}: ${r.figure}`).join('; ')}\n`
+        ? `REGRESSION: ${bad.length} figure(s) got ${REGRESSION_THRESHOLD * 100} % or more worse: ${bad.map((r) => `${r.suite}: ${r.figure}`).join('; ')}\n`
         : `no regression (${comparisons.filter((r) => r.verdict !== 'info' && r.verdict !== 'new' && r.verdict !== 'missing').length} figures judged)\n`,
     )
   }
