@@ -13,7 +13,7 @@ import type { Seq } from '../protocol/types.js'
 import type { ApplyHook, BootstrapProgress, ReplicaState, ReplicaStore } from '../store/replica-store.js'
 import { silentLogger, type Logger } from '../store/store.js'
 import { Backoff } from '../transport/backoff.js'
-import type { FeedSource } from '../transport/feed-source.js'
+import { snapshotPages, type FeedSource } from '../transport/feed-source.js'
 import { LongPollTransport } from '../transport/http/long-poll-transport.js'
 import type { ChangeTransport } from '../transport/transport.js'
 import { reconcile } from '../reconcile/reconcile.js'
@@ -416,41 +416,41 @@ export class Replica<Tx = unknown> {
     if (this.machine.phase !== 'bootstrapping') this.machine.to('bootstrapping', reason)
     const state = (await this.store.state(this.name)) as ReplicaState
     let p = state.bootstrap
+    let expectedRows: number | undefined
     if (!p) {
       const info = await this.source.info(this.feed, signal)
       p = await this.store.beginBootstrap(this.name, info.epoch, info.head)
+      expectedRows = info.keys
     }
     this.bootstrapProgress = p
     this.connected = true
     const limit = this.options.snapshotChunk ?? 5000
-    // The next chunk is fetched while the current one is written: network and disk overlap.
-    const fetchChunk = (after: string | null) => {
-      const request = this.source.snapshot(this.feed, { after, limit, epoch: (p as BootstrapProgress).epoch, signal })
-      request.catch(() => {}) // awaited below; until then a failure must not count as unhandled
-      return request
-    }
-    let next = p.snapshotDone ? undefined : fetchChunk(p.afterKey)
-    while (!p.snapshotDone && next) {
-      signal.throwIfAborted()
-      const page = await next
-      // The protocol promises a chunk is read at or above any head read before it (the server
-      // folds its log in first). One below it lacks the writes in between, which the log pulled
-      // after the snapshot (from the head read first) would never bring: refuse it, keep nothing
-      // of it, and ask again (a server behind a stale read replica, a broken proxy cache).
-      if (page.head < p.readHead) {
-        throw new ProtocolError(
-          `the snapshot chunk ${p.afterKey === null ? 'from the first key' : `after key ${JSON.stringify(p.afterKey)}`} was read at head ${page.head}, below head ${p.readHead} read before it: ` +
-            'the source broke the protocol (is a feed server reading a stale copy?); nothing of the chunk was kept, asking again',
-          { details: { head: page.head, readHead: p.readHead } },
-        )
+    // Pages come fetched ahead (by the HTTP client on a thread of its own): network, checks and
+    // hashing overlap the store's writes.
+    if (!p.snapshotDone) {
+      const pages = snapshotPages(this.source, this.feed, { after: p.afterKey, limit, epoch: p.epoch, signal, ...(expectedRows === undefined ? {} : { expectedRows }) })
+      for await (const page of pages) {
+        signal.throwIfAborted()
+        // The protocol promises a chunk is read at or above any head read before it (the server
+        // folds its log in first). One below it lacks the writes in between, which the log pulled
+        // after the snapshot (from the head read first) would never bring: refuse it, keep nothing
+        // of it, and ask again (a server behind a stale read replica, a broken proxy cache).
+        if (page.head < p.readHead) {
+          throw new ProtocolError(
+            `the snapshot chunk ${p.afterKey === null ? 'from the first key' : `after key ${JSON.stringify(p.afterKey)}`} was read at head ${page.head}, below head ${p.readHead} read before it: ` +
+              'the source broke the protocol (is a feed server reading a stale copy?); nothing of the chunk was kept, asking again',
+            { details: { head: page.head, readHead: p.readHead } },
+          )
+        }
+        const readHead = Math.max(p.readHead, page.head)
+        await this.store.writeSnapshotChunk(this.name, page.rows, { afterKey: page.last, readHead, done: page.done })
+        p = { ...p, afterKey: page.last, readHead, snapshotDone: page.done }
+        this.bootstrapProgress = p
+        this.sourceHead = Math.max(this.sourceHead, page.head)
+        this.backoff.reset()
+        if (page.done) break
       }
-      next = page.done ? undefined : fetchChunk(page.last)
-      const readHead = Math.max(p.readHead, page.head)
-      await this.store.writeSnapshotChunk(this.name, page.rows, { afterKey: page.last, readHead, done: page.done })
-      p = { ...p, afterKey: page.last, readHead, snapshotDone: page.done }
-      this.bootstrapProgress = p
-      this.sourceHead = Math.max(this.sourceHead, page.head)
-      this.backoff.reset()
+      if (!p.snapshotDone) throw new ProtocolError(`the snapshot of feed "${this.feed}" ended after key ${JSON.stringify(p.afterKey)} without saying it was done`)
     }
     while (p.seq < p.readHead) {
       signal.throwIfAborted()

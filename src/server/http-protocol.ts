@@ -14,6 +14,13 @@ export const PROTOCOL_HEADER = 'tidemark-protocol'
 export const EPOCH_HEADER = 'tidemark-epoch'
 /** The feed's head when a listing starts (changes and snapshot). */
 export const HEAD_HEADER = 'tidemark-head'
+/**
+ * On a snapshot chunk: its end line's `last` (percent-encoded, absent when null) and `done`, sent
+ * ahead of the rows so that a client may ask for the next chunk while this one arrives. A hint
+ * only: the end line is what counts.
+ */
+export const SNAPSHOT_LAST_HEADER = 'tidemark-snapshot-last'
+export const SNAPSHOT_DONE_HEADER = 'tidemark-snapshot-done'
 export const NDJSON_TYPE = 'application/x-ndjson'
 export const JSON_TYPE = 'application/json; charset=utf-8'
 

@@ -104,4 +104,31 @@ export interface FeedSource {
   keys(feed: string, request: KeysRequest): Promise<KeysListing>
   /** Counters of what was exchanged, for reconciliation reports (absent: not measured). */
   traffic?(): Traffic
+  /**
+   * The snapshot from `request.after` on, page by page as `snapshot` answers, fetched ahead as the
+   * source sees fit (`expectedRows`: the feed's size, when known). Absent: `snapshot`, one page ahead.
+   */
+  snapshotPages?(feed: string, request: SnapshotRequest & { expectedRows?: number }): AsyncIterable<SnapshotPage>
+}
+
+/** A bootstrap's snapshot pages from any source: its own `snapshotPages`, else one page ahead. */
+export function snapshotPages(source: FeedSource, feed: string, request: SnapshotRequest & { expectedRows?: number }): AsyncIterable<SnapshotPage> {
+  if (source.snapshotPages) return source.snapshotPages(feed, request)
+  const { expectedRows: _, ...req } = request
+  return snapshotOneAhead(source, feed, req)
+}
+
+/** `snapshot` page after page, the next one requested while the caller handles the current one. */
+export async function* snapshotOneAhead(source: FeedSource, feed: string, request: SnapshotRequest): AsyncGenerator<SnapshotPage> {
+  const fetch = (after: string | null) => {
+    const page = source.snapshot(feed, { ...request, after })
+    page.catch(() => {}) // awaited below; until then a failure must not count as unhandled
+    return page
+  }
+  let next: Promise<SnapshotPage> | undefined = fetch(request.after)
+  while (next) {
+    const page: SnapshotPage = await next
+    next = page.done || page.last === null ? undefined : fetch(page.last)
+    yield page
+  }
 }

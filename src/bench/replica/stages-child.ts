@@ -4,16 +4,19 @@
  *
  * - `serve`: the feed server's part — every snapshot chunk requested over HTTP and its body only
  *   drained (the end line read for the next `after`): read, encode and send, no parsing.
- * - `fetch`: the replica's client on top — the same chunks through `HttpFeedSource.snapshot`
- *   (parsed and checked rows), nothing written.
- * - `write`: the replica store's part — the same rows read straight from the source file (untimed)
- *   and written through `writeSnapshotChunk`, then `finishBootstrap`; only the store's calls timed.
+ * - `fetch`: the replica's client on top — the same chunks as the replica takes them,
+ *   `HttpFeedSource.snapshotPages` (received, checked and hashed on the prefetcher's thread),
+ *   nothing written.
+ * - `write`: the replica store's part — the same rows read straight from the source file and
+ *   hashed as the prefetcher hashes them (untimed), written through `writeSnapshotChunk`, then
+ *   `finishBootstrap`; only the store's calls timed.
  *
  * Prints `{ rows, ms }`.
  */
 import BetterSqlite3 from 'better-sqlite3'
 import { request } from 'undici'
-import { StoredRow } from '../../protocol/encoded.js'
+import { HashedRow } from '../../digest/hashed-row.js'
+import { bucketOf, rowHashHex } from '../../digest/row-hash.js'
 import { SqliteReplicaStore } from '../../store/sqlite/sqlite-replica-store.js'
 import { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import { nowMs } from '../harness.js'
@@ -58,15 +61,9 @@ async function serve(): Promise<StageResult> {
 async function fetchAll(): Promise<StageResult> {
   const source = new HttpFeedSource(job.url)
   try {
-    let after: string | null = null
     let rows = 0
     const started = nowMs()
-    for (;;) {
-      const page = await source.snapshot(job.feed, { after, limit: job.chunk })
-      rows += page.rows.length
-      if (page.done || page.last === null) break
-      after = page.last
-    }
+    for await (const page of source.snapshotPages(job.feed, { after: null, limit: job.chunk })) rows += page.rows.length
     return { rows, ms: nowMs() - started }
   } finally {
     await source.close()
@@ -85,7 +82,9 @@ async function write(): Promise<StageResult> {
     let rows = 0
     let ms = 0
     for (;;) {
-      const page = (read.all(job.feed, after, job.chunk) as Array<{ key: string; seq: number; data: string }>).map((r) => new StoredRow(r.key, r.seq, r.data))
+      const page = (read.all(job.feed, after, job.chunk) as Array<{ key: string; seq: number; data: string }>).map(
+        (r) => new HashedRow(r.key, r.seq, r.data, Buffer.from(rowHashHex(r.key, r.seq, r.data), 'hex'), bucketOf(r.key)),
+      )
       const last = page[page.length - 1]
       const done = page.length < job.chunk
       const t = nowMs()

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream'
 import { encodeRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import type { SnapshotChunk, StateRow } from '../../protocol/types.js'
-import { EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE, type SnapshotEnd } from '../http-protocol.js'
+import { EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE, SNAPSHOT_DONE_HEADER, SNAPSHOT_LAST_HEADER, type SnapshotEnd } from '../http-protocol.js'
 import { intParam, textParam, type Query } from '../query.js'
 import { checkEpoch, type RouteContext } from './context.js'
 
@@ -37,6 +37,9 @@ export function snapshotRoute(app: FastifyInstance, ctx: RouteContext): void {
     const chunk = await ctx.store.snapshot(feed, after ?? null, limit)
 
     reply.header(EPOCH_HEADER, info.epoch).header(HEAD_HEADER, String(chunk.head)).header('cache-control', 'no-store').type(NDJSON_TYPE)
+    // The rows are read already: say where the chunk ends before sending it (a prefetch hint).
+    reply.header(SNAPSHOT_DONE_HEADER, String(chunk.done))
+    if (chunk.last !== null) reply.header(SNAPSHOT_LAST_HEADER, encodeURIComponent(chunk.last))
     return reply.send(Readable.from(snapshotLines(chunk, info.epoch), { objectMode: false, highWaterMark: ENCODED_AHEAD_BYTES }))
   })
 }

@@ -1,3 +1,4 @@
+import { HashedRow } from '../../digest/hashed-row.js'
 import { compareKeys } from '../../protocol/key-order.js'
 import type { Database, Statement } from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
@@ -799,11 +800,18 @@ class GenWriter {
         const r = rows[j] as StateRow
         const text = rowText(r)
         let h: Buffer | null = null
-        if (text !== null) {
-          hashes.write(rowHashHex(r.key, r.seq, text), j * 16, 16, 'hex')
-          h = hashes.subarray(j * 16, j * 16 + 16)
+        let bucket: number
+        if (r instanceof HashedRow) {
+          // Hashed by the snapshot prefetcher over this very text (hashed-row.ts).
+          h = r.hash
+          bucket = r.bucket
+        } else {
+          if (text !== null) {
+            hashes.write(rowHashHex(r.key, r.seq, text), j * 16, 16, 'hex')
+            h = hashes.subarray(j * 16, j * 16 + 16)
+          }
+          bucket = bucketOf(r.key)
         }
-        const bucket = bucketOf(r.key)
         texts[j] = text
         held[j] = h
         buckets[j] = bucket

@@ -10,9 +10,10 @@ import { BadRequestError, EpochChangedError, ProtocolError, TidemarkError } from
 import type { StoredRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import { PROTOCOL_VERSION, type FeedInfo, type Seq } from '../../protocol/types.js'
-import { EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE, PROTOCOL_HEADER } from '../../server/http-protocol.js'
+import { EPOCH_HEADER, HEAD_HEADER, NDJSON_TYPE, PROTOCOL_HEADER, SNAPSHOT_DONE_HEADER, SNAPSHOT_LAST_HEADER } from '../../server/http-protocol.js'
 import { checkBuckets, checkDigestRequest } from '../../protocol/digest-wire.js'
 import type { BucketList } from '../../protocol/types.js'
+import { snapshotOneAhead } from '../feed-source.js'
 import type {
   ChangesPage,
   ChangesRequest,
@@ -29,6 +30,7 @@ import type {
 import { decodeDigestPage, KeysListingReader } from './digest-readers.js'
 import { TrafficCounter } from './traffic-counter.js'
 import { LineSplitter } from './line-splitter.js'
+import { prefetchSnapshot } from './snapshot-prefetch.js'
 import { ChangesPageReader, SnapshotPageReader, type PageReader } from './page-readers.js'
 import { errorFromBody, errorFromResponse, networkError, type ExchangeContext } from './response-errors.js'
 import { decodeRowsDocument, excerpt, isSeq, parseLine } from './wire-lines.js'
@@ -83,6 +85,8 @@ export class HttpFeedSource implements FeedSource {
   private readonly inflight = new Set<AbortController>()
   private readonly counter = new TrafficCounter()
   private closed = false
+  /** What a snapshot prefetcher's thread needs to build the same client (snapshotPages). */
+  private readonly settings: { url: string; options: HttpFeedSourceOptions }
 
   constructor(url: string, options: HttpFeedSourceOptions = {}) {
     let parsed: URL
@@ -114,6 +118,7 @@ export class HttpFeedSource implements FeedSource {
     if (connections !== undefined && !(Number.isSafeInteger(connections) && connections > 0)) {
       throw new BadRequestError(`connections must be a positive whole number, got ${connections}`)
     }
+    this.settings = { url, options: { ...options } }
     this.agent = new Agent({
       connections: connections ?? null,
       headersTimeout: this.timeoutMs,
@@ -157,7 +162,12 @@ export class HttpFeedSource implements FeedSource {
     )
   }
 
-  async snapshot(feed: string, req: SnapshotRequest): Promise<SnapshotPage> {
+  /**
+   * One chunk. `onAhead` is told, as soon as the answer's headers arrive, where the server says the
+   * chunk ends (its `tidemark-snapshot-last` / `-done` hint; not called without it): a prefetcher
+   * may ask for the next chunk then. Only a hint — the page returned is what the body held.
+   */
+  async snapshot(feed: string, req: SnapshotRequest, onAhead?: (ahead: { last: string; done: boolean }) => void): Promise<SnapshotPage> {
     const after = req.after === '' ? null : req.after
     const query = new URLSearchParams()
     if (after !== null) query.set('after', after)
@@ -168,9 +178,36 @@ export class HttpFeedSource implements FeedSource {
     return this.exchange({ method: 'GET', path, feed, accept: NDJSON_TYPE, signal: req.signal, epoch: req.epoch }, async (res, ctx) => {
       const epoch = this.listingEpoch(res, ctx, req.epoch)
       const head = Number(header(res, HEAD_HEADER))
+      if (onAhead) {
+        const last = header(res, SNAPSHOT_LAST_HEADER)
+        const done = header(res, SNAPSHOT_DONE_HEADER)
+        if (last !== undefined && (done === 'true' || done === 'false')) {
+          let key: string | undefined
+          try {
+            key = decodeURIComponent(last)
+          } catch {
+            key = undefined // a garbled hint is no hint
+          }
+          if (key !== undefined && key !== '') onAhead({ last: key, done: done === 'true' })
+        }
+      }
       const reader = new SnapshotPageReader(feed, after, req.limit, epoch, (body) => errorFromBody(body, undefined, ctx), isSeq(head) ? head : undefined)
       return readListing(res, reader, ctx, this.maxPageBytes)
     })
+  }
+
+  /**
+   * The snapshot from `request.after` on, page by page: a bootstrap of more than a few chunks
+   * (`expectedRows`, when known) is fetched, checked and hashed ahead on a thread of its own
+   * (snapshot-prefetch.ts), so that the replica's thread only writes; a small one is fetched here,
+   * one chunk ahead.
+   */
+  snapshotPages(feed: string, request: SnapshotRequest & { expectedRows?: number }): AsyncIterable<SnapshotPage> {
+    const limit = request.limit ?? LIMITS.snapshotDefault
+    const { expectedRows, ...req } = request
+    if (this.closed) throw this.closedError()
+    if (expectedRows !== undefined && expectedRows <= 2 * limit) return snapshotOneAhead(this, feed, req)
+    return prefetchSnapshot(this.settings.url, this.settings.options, feed, req)
   }
 
   /**
