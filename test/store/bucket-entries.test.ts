@@ -5,6 +5,7 @@ import { describe, it } from 'node:test'
 import { bucketOf } from '../../src/digest/row-hash.js'
 import { BadRequestError, UnknownFeedError } from '../../src/errors.js'
 import type { WriteOp } from '../../src/protocol/types.js'
+import { FILE_AT } from '../../src/store/sqlite/indexer.js'
 import { SCHEMA_VERSION } from '../../src/store/sqlite/schema.js'
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
 import { listOf, oracle } from '../helpers/digest-oracle.js'
@@ -59,6 +60,105 @@ describe('SqliteSourceStore.bucketEntries', () => {
   })
 })
 
+describe('SqliteSourceStore: new keys filed in the bucket index in bulk', () => {
+  const unfiled = (path: string): number => {
+    const raw = new Database(path, { readonly: true })
+    try {
+      return raw.prepare('SELECT count(DISTINCT key) FROM tidemark_unfiled').pluck().get() as number
+    } finally {
+      raw.close()
+    }
+  }
+
+  it('files nothing while folding a few keys, everything once the log is quiet, a bulk at FILE_AT', async () => {
+    const path = tmpDb()
+    const store = SqliteSourceStore.open(path)
+    try {
+      await fill(store, 'f', 3000)
+      assert.equal((await store.maintain()).digested > 0, true)
+      assert.equal(unfiled(path), 3000, 'folded keys wait to be filed')
+      await store.maintain() // nothing left to fold: the quiet log files them
+      assert.equal(unfiled(path), 0)
+      const raw = new Database(path, { readonly: true })
+      const listed = raw.prepare('SELECT key, bucket FROM tidemark_state_buckets ORDER BY key').all() as Array<{ key: string; bucket: number }>
+      const keys = raw.prepare('SELECT key FROM tidemark_state ORDER BY key').pluck().all() as string[]
+      raw.close()
+      assert.deepEqual(listed.map((r) => r.key), keys, 'every state row, tombstones too, is in its bucket list once')
+      for (const r of listed) assert.equal(r.bucket, bucketOf(r.key))
+      // A busy log still files once FILE_AT keys wait (the fold and the filing in one maintain()).
+      const ops: WriteOp[] = []
+      for (let i = 0; i < FILE_AT; i++) ops.push({ op: 'upsert', key: `n${i}`, data: i })
+      await store.write('f', ops)
+      await store.maintain()
+      assert.equal(unfiled(path), 0)
+      // Updates of filed keys leave their entry alone.
+      await store.write('f', [{ op: 'upsert', key: 'n1', data: 'again' }, { op: 'delete', key: 'n2' }])
+      await store.maintain()
+      assert.equal(unfiled(path), 0)
+      const expected = await oracle(store, 'f')
+      const buckets = [...new Set([bucketOf('n1'), bucketOf('n2'), bucketOf('k0')])]
+      assert.deepEqual((await store.bucketEntries('f', buckets)).lists, buckets.map((b) => listOf(expected, b)))
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('a tombstone that retention drops leaves its bucket list too, filed or not', async () => {
+    const path = tmpDb()
+    const store = SqliteSourceStore.open(path)
+    try {
+      await store.ensureFeed('f', { retention: { changes: 10 } })
+      const ops: WriteOp[] = []
+      for (let i = 0; i < 500; i++) ops.push({ op: 'upsert', key: `k${i}`, data: i })
+      await store.write('f', ops)
+      await store.maintain()
+      await store.maintain() // filed
+      // Deleted: some filed keys, and keys written and deleted before any filing.
+      await store.write('f', [...Array.from({ length: 50 }, (_, i) => ({ op: 'delete' as const, key: `k${i}` }))])
+      await store.write('f', [{ op: 'upsert', key: 'brief', data: 1 }])
+      await store.write('f', [{ op: 'delete', key: 'brief' }])
+      for (let i = 0; i < 20; i++) await store.write('f', [{ op: 'upsert', key: 'k499', data: i }]) // moves the head on
+      await store.maintain()
+      const raw = new Database(path, { readonly: true })
+      const listed = raw.prepare('SELECT key FROM tidemark_state_buckets ORDER BY key').pluck().all() as string[]
+      const keys = raw.prepare('SELECT key FROM tidemark_state ORDER BY key').pluck().all() as string[]
+      const queued = raw.prepare('SELECT count(*) FROM tidemark_unfiled').pluck().get() as number
+      raw.close()
+      assert.equal(keys.length, 450, 'the tombstones went')
+      assert.ok(!keys.includes('brief'))
+      assert.deepEqual(listed, keys)
+      assert.equal(queued, 0)
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('a read-only store lists unfiled keys in their buckets, in key order, writing nothing', async () => {
+    const path = tmpDb()
+    const store = SqliteSourceStore.open(path)
+    try {
+      await fill(store, 'f', 3000)
+      await store.maintain()
+      assert.equal(unfiled(path), 3000)
+      const expected = await oracle(store, 'f')
+      const reader = SqliteSourceStore.open(path, { readonly: true })
+      try {
+        const buckets = [...expected.lists.keys()].slice(0, 256)
+        assert.deepEqual((await reader.bucketEntries('f', buckets)).lists, buckets.map((b) => listOf(expected, b)))
+      } finally {
+        await reader.close()
+      }
+      assert.equal(unfiled(path), 3000, 'the read-only look filed nothing')
+      // A writable reader files them first, and answers the same.
+      const buckets = [...expected.lists.keys()].slice(0, 256)
+      assert.deepEqual((await store.bucketEntries('f', buckets)).lists, buckets.map((b) => listOf(expected, b)))
+      assert.equal(unfiled(path), 0)
+    } finally {
+      await store.close()
+    }
+  })
+})
+
 describe('SqliteSourceStore.bucketEntries, property', () => {
   it('equals the log\'s own account after any writes, read between any of them', async () => {
     const op = fc.oneof(
@@ -88,8 +188,8 @@ describe('SqliteSourceStore.bucketEntries, property', () => {
   })
 })
 
-describe('SQLite source schema 2 → 3', () => {
-  it('adds and backfills the state rows\' bucket when an existing file is opened, and keeps it up to date', async () => {
+describe('SQLite source schema 2 → 4', () => {
+  it('backfills every state row\'s bucket into the bucket lists when an existing file is opened, and keeps them up to date', async () => {
     const path = tmpDb()
     let store = SqliteSourceStore.open(path)
     await fill(store, 'a', 12_000)
@@ -97,9 +197,9 @@ describe('SQLite source schema 2 → 3', () => {
     await store.maintain()
     await store.close()
 
-    // The file as schema 2 left it: no bucket column, no index.
+    // The file as schema 2 left it: no bucket column, no bucket lists.
     const raw = new Database(path)
-    raw.exec('DROP INDEX tidemark_state_bucket; ALTER TABLE tidemark_state DROP COLUMN bucket')
+    raw.exec('DROP TABLE tidemark_state_buckets; DROP TABLE tidemark_unfiled; ALTER TABLE tidemark_state DROP COLUMN bucket')
     raw.prepare(`UPDATE tidemark_meta SET value = '2' WHERE name = 'schema'`).run()
     raw.close()
 
@@ -108,12 +208,12 @@ describe('SQLite source schema 2 → 3', () => {
       const check = new Database(path, { readonly: true })
       try {
         assert.equal(check.prepare(`SELECT value FROM tidemark_meta WHERE name = 'schema'`).pluck().get(), String(SCHEMA_VERSION))
-        assert.equal(SCHEMA_VERSION, 3)
-        const rows = check.prepare('SELECT key, bucket FROM tidemark_state').all() as Array<{ key: string; bucket: number | null }>
+        assert.equal(SCHEMA_VERSION, 4)
+        // Upgrade 3 computed every bucket; upgrade 4 moved them into the bucket lists' own table.
+        const rows = check.prepare('SELECT key, bucket FROM tidemark_state_buckets').all() as Array<{ key: string; bucket: number }>
         assert.equal(rows.length, 12_500)
         for (const r of rows) assert.equal(r.bucket, bucketOf(r.key), `bucket of ${r.key}`)
-        const indexed = check.prepare(`SELECT name FROM pragma_index_info('tidemark_state_bucket') ORDER BY seqno`).pluck().all()
-        assert.deepEqual(indexed, ['feed', 'bucket', 'key'])
+        assert.equal(check.prepare(`SELECT count(*) FROM sqlite_schema WHERE name = 'tidemark_state_bucket'`).pluck().get(), 0)
       } finally {
         check.close()
       }

@@ -1,6 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3'
 import { applyDelta, foldChanges } from '../../digest/fold.js'
-import { bufferToHash, hashToBuffer } from '../../digest/row-hash.js'
+import { bucketOf, bufferToHash, hashToBuffer } from '../../digest/row-hash.js'
 import { OP_UPSERT } from './schema.js'
 
 /**
@@ -13,6 +13,12 @@ import { OP_UPSERT } from './schema.js'
 /** One fold's change to the digest, per bucket: rows added, and the hashes added and removed. */
 export type FoldDeltas = Map<number, { count: number; sum: bigint; neg: bigint }>
 
+/** Unfiled keys (`fileBuckets`) worth a filing; up to this many wait, a few MB of the state table. */
+export const FILE_AT = 20_000
+/** Keys filed per round (held in memory, sorted by bucket) and per write transaction. */
+const FILE_ROUND = 100_000
+const FILE_TX = 5_000
+
 export class Indexer {
   /** Told of every committed fold (digest_seq from → to), e.g. to keep a digest tree in memory. */
   onFold: ((feed: string, from: number, to: number, deltas: FoldDeltas) => void) | undefined
@@ -23,6 +29,14 @@ export class Indexer {
   private readonly readBucket: Statement
   private readonly writeBucket: Statement
   private readonly advance: Statement
+  private readonly unfile: Statement
+  private readonly unfiledCount: Statement
+  private readonly unfiledPage: Statement
+  private readonly file: Statement
+  private readonly dropUnfiled: Statement
+  private readonly tombstonesBefore: Statement
+  private readonly unlist: Statement
+  private readonly dropState: Statement
 
   constructor(
     private readonly db: Database,
@@ -35,10 +49,22 @@ export class Indexer {
       'SELECT seq, key, op, data FROM tidemark_changes WHERE feed = ? AND seq > ? ORDER BY seq LIMIT ?',
     )
     this.readDhash = db.prepare('SELECT dhash FROM tidemark_state WHERE feed = ? AND key = ?').pluck()
+    // The state row alone: a new key is queued (`unfile`, an append) and filed in its bucket's key
+    // list later, in bulk (`fileBuckets`). Filed as each chunk was folded, every new key's entry
+    // landed at a random place (buckets are hashes), so a chunk's commit wrote a page of the list
+    // per new key — a third of the indexer's time on a feed of new keys (docs/bench.md, issue 13).
     this.writeState = db.prepare(
-      `INSERT INTO tidemark_state (feed, key, seq, data, dhash, bucket) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash, bucket = excluded.bucket`,
+      `INSERT INTO tidemark_state (feed, key, seq, data, dhash) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash`,
     )
+    this.unfile = db.prepare('INSERT INTO tidemark_unfiled (feed, key) VALUES (?, ?)')
+    this.unfiledCount = db.prepare('SELECT count(*) FROM tidemark_unfiled WHERE feed = ?').pluck()
+    this.unfiledPage = db.prepare('SELECT id, key FROM tidemark_unfiled WHERE feed = ? ORDER BY id LIMIT ?')
+    this.file = db.prepare('INSERT OR IGNORE INTO tidemark_state_buckets (feed, bucket, key) VALUES (?, ?, ?)')
+    this.dropUnfiled = db.prepare('DELETE FROM tidemark_unfiled WHERE feed = ? AND id <= ?')
+    this.tombstonesBefore = db.prepare('SELECT key FROM tidemark_state WHERE feed = ? AND key > ? AND data IS NULL AND dhash IS NULL AND seq < ? ORDER BY key LIMIT ?').pluck()
+    this.unlist = db.prepare('DELETE FROM tidemark_state_buckets WHERE feed = ? AND bucket = ? AND key = ?')
+    this.dropState = db.prepare('DELETE FROM tidemark_state WHERE feed = ? AND key = ?')
     this.readBucket = db.prepare('SELECT count, sum FROM tidemark_digest WHERE feed = ? AND bucket = ?')
     this.writeBucket = db.prepare(
       `INSERT INTO tidemark_digest (feed, bucket, count, sum) VALUES (?, ?, ?, ?)
@@ -70,11 +96,17 @@ export class Indexer {
       }
       // Deletes carry no data; upserts always do.
       const chunk = rows.map((r) => ({ ...r, data: r.op === OP_UPSERT ? r.data : null }))
-      const { hashes, latest, deltas, keysDelta, buckets } = foldChanges(chunk, (key) => toHash(this.readDhash.get(feed, key) as Buffer | null))
+      const fresh: string[] = []
+      const { hashes, latest, deltas, keysDelta } = foldChanges(chunk, (key) => {
+        const held = this.readDhash.get(feed, key) as Buffer | null | undefined
+        if (held === undefined) fresh.push(key) // no state row yet, not even a tombstone
+        return toHash(held)
+      })
       for (const [key, r] of latest) {
         const h = hashes.get(key) ?? null
-        this.writeState.run(feed, key, r.seq, r.data, h === null ? null : hashToBuffer(h), buckets.get(key))
+        this.writeState.run(feed, key, r.seq, r.data, h === null ? null : hashToBuffer(h))
       }
+      for (const key of fresh) this.unfile.run(feed, key)
       for (const [bucket, d] of deltas) {
         const cur = this.readBucket.get(feed, bucket) as { count: number; sum: Buffer } | undefined
         const next = applyDelta(cur ? { count: cur.count, sum: bufferToHash(cur.sum) } : undefined, d)
@@ -87,6 +119,38 @@ export class Indexer {
     }).immediate()
     if (folded !== undefined) this.onFold?.(feed, folded.from, folded.to, folded.deltas)
     return n
+  }
+
+  /**
+   * Files the keys queued since the last filing in their buckets' key lists; returns how many.
+   * Unless `all`, only once FILE_AT wait: then in bulk, sorted by bucket, a write transaction per
+   * slice of the bucket range, so that each dirties only its slice's pages of the lists. Readers
+   * of bucket lists file everything first (read-only ones add the queued keys themselves).
+   */
+  fileBuckets(feed: string, all: boolean): number {
+    if (!all && (this.unfiledCount.get(feed) as number) < FILE_AT) return 0
+    let filed = 0
+    for (;;) {
+      const queued = this.unfiledPage.all(feed, FILE_ROUND) as Array<{ id: number; key: string }>
+      if (queued.length === 0) return filed
+      const entries = queued.map((q) => ({ key: q.key, bucket: bucketOf(q.key) })).sort((a, b) => a.bucket - b.bucket || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)) // order for locality only
+      const lastId = (queued[queued.length - 1] as { id: number }).id
+      for (let i = 0; i < entries.length; i += FILE_TX) {
+        const end = Math.min(i + FILE_TX, entries.length)
+        this.db
+          .transaction(() => {
+            for (let j = i; j < end; j++) {
+              const e = entries[j] as { key: string; bucket: number }
+              this.file.run(feed, e.bucket, e.key)
+            }
+            // With the last slice, the queue goes (filing twice after a crash in between is harmless).
+            if (end === entries.length) this.dropUnfiled.run(feed, lastId)
+          })
+          .immediate()
+      }
+      filed += queued.length
+      if (queued.length < FILE_ROUND) return filed
+    }
   }
 
   /** Drops what retention allows; returns how many changes went. */
@@ -114,10 +178,23 @@ export class Indexer {
         return n
       }).immediate()
     }
-    // A tombstone older than minSeq may go: with neither row nor tombstone, a key was deleted before minSeq.
-    this.db
-      .prepare('DELETE FROM tidemark_state WHERE feed = ? AND data IS NULL AND dhash IS NULL AND seq < ?')
-      .run(feed, keepFrom)
+    // A tombstone older than minSeq may go: with neither row nor tombstone, a key was deleted before
+    // minSeq. Its bucket list entry goes with it (filed first, so that none is left queued).
+    let filed = false
+    for (let after = ''; ; ) {
+      const keys = this.tombstonesBefore.all(feed, after, keepFrom, FILE_TX) as string[]
+      if (keys.length === 0) break
+      after = keys[keys.length - 1] as string
+      if (!filed) filed = this.fileBuckets(feed, true) >= 0
+      this.db
+        .transaction(() => {
+          for (const key of keys) {
+            this.unlist.run(feed, bucketOf(key), key)
+            this.dropState.run(feed, key)
+          }
+        })
+        .immediate()
+    }
     return pruned
   }
 }

@@ -14,7 +14,7 @@ import { NotAStoreError, SchemaTooNewError, StoreUnavailableError } from '../../
  *   the key so that reconciliation reads one bucket's keys in key order.
  * - tidemark_digest: per leaf bucket, count and sum (16 bytes, big-endian) as of the feed's digest_seq.
  */
-export const SCHEMA_VERSION = 3
+export const SCHEMA_VERSION = 4
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tidemark_meta (
@@ -52,6 +52,17 @@ CREATE TABLE IF NOT EXISTS tidemark_state (
   bucket INTEGER,
   PRIMARY KEY (feed, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tidemark_state_buckets (
+  feed TEXT NOT NULL,
+  bucket INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  PRIMARY KEY (feed, bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tidemark_unfiled (
+  id INTEGER PRIMARY KEY,
+  feed TEXT NOT NULL,
+  key TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tidemark_digest (
   feed TEXT NOT NULL,
   bucket INTEGER NOT NULL,
@@ -61,8 +72,6 @@ CREATE TABLE IF NOT EXISTS tidemark_digest (
 ) WITHOUT ROWID;
 `
 
-/** Created after the upgrades: on an older file the column it covers exists only once upgrade 3 ran. */
-const INDEXES = 'CREATE INDEX IF NOT EXISTS tidemark_state_bucket ON tidemark_state (feed, bucket, key);'
 
 /** State rows given their bucket per write transaction of upgrade 3 (all inside the migration's transaction). */
 const BACKFILL_CHUNK = 5000
@@ -73,10 +82,19 @@ const BACKFILL_CHUNK = 5000
  *   the state too.
  * - 3: the state's `bucket` column, for reconciliation's per-bucket key lists. SQLite has no MD5,
  *   so the backfill computes buckets here, in JS.
+ * - 4: the per-bucket key lists move from an index on the state (`tidemark_state_bucket`, which
+ *   took every new key at a random place in the indexer's short transactions) to their own table,
+ *   `tidemark_state_buckets`, which the indexer fills in bulk from the keys it queues in
+ *   `tidemark_unfiled` (indexer.ts, fileBuckets). The state's `bucket` column is no longer read.
  */
 const UPGRADES: Record<number, (db: Database) => void> = {
   2: (db) => db.exec('DROP TRIGGER IF EXISTS tidemark_changes_to_state;'),
   3: addBucketColumn,
+  4: (db) => {
+    db.exec(`INSERT OR IGNORE INTO tidemark_state_buckets (feed, bucket, key)
+               SELECT feed, bucket, key FROM tidemark_state WHERE bucket IS NOT NULL ORDER BY feed, bucket, key`)
+    db.exec('DROP INDEX IF EXISTS tidemark_state_bucket')
+  },
 }
 
 function addBucketColumn(db: Database): void {
@@ -110,7 +128,6 @@ export function migrate(db: Database): void {
     const version = row ? Number(row.value) : 0
     if (version > SCHEMA_VERSION) throw new SchemaTooNewError(db.name, version, SCHEMA_VERSION)
     for (let v = Math.max(version, 1) + 1; v <= SCHEMA_VERSION; v++) UPGRADES[v]?.(db)
-    db.exec(INDEXES)
     db.prepare(`INSERT OR REPLACE INTO tidemark_meta (name, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
     db.exec('COMMIT')
   } catch (error) {

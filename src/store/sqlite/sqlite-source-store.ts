@@ -3,7 +3,9 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { BadRequestError, DigestDamagedError, LogTruncatedError, UnknownFeedError } from '../../errors.js'
 import { StoredChange, StoredRow } from '../../protocol/encoded.js'
 import { BUCKETS } from '../../protocol/digest-wire.js'
+import { compareKeys } from '../../protocol/key-order.js'
 import { LIMITS } from '../../protocol/limits.js'
+import { bucketOf } from '../../digest/row-hash.js'
 import type { BucketList, DigestEntry, FeedInfo, Seq, SnapshotChunk, TrackedTable, WriteOp } from '../../protocol/types.js'
 import { checkFeedName } from '../../source/validate.js'
 import { checkRetention, toFeedInfo, type FeedRow } from '../feed-row.js'
@@ -81,6 +83,7 @@ export class SqliteSourceStore implements SourceStore {
     leaves: Statement
     leaf: Statement
     bucketRows: Statement
+    unfiledRows: Statement
   }
 
   static open(path: string, options: SqliteSourceStoreOptions = {}): SqliteSourceStore {
@@ -139,8 +142,14 @@ export class SqliteSourceStore implements SourceStore {
         .pluck(),
       leaf: db.prepare('SELECT count, hex(sum) AS sum FROM tidemark_digest WHERE feed = ? AND bucket = ?'),
       // Named: without statistics the planner prefers walking the primary key in key order, a scan per bucket.
+      // Keys the indexer has queued but not filed yet (a read-only look lists them itself).
+      unfiledRows: db.prepare(
+        `SELECT DISTINCT s.key, s.seq, CASE WHEN s.dhash IS NULL THEN NULL ELSE hex(s.dhash) END AS dhash
+         FROM tidemark_unfiled u JOIN tidemark_state s ON s.feed = u.feed AND s.key = u.key WHERE u.feed = ?`,
+      ),
       bucketRows: db.prepare(
-        'SELECT key, seq, CASE WHEN dhash IS NULL THEN NULL ELSE hex(dhash) END AS dhash FROM tidemark_state INDEXED BY tidemark_state_bucket WHERE feed = ? AND bucket = ? ORDER BY key',
+        `SELECT s.key, s.seq, CASE WHEN s.dhash IS NULL THEN NULL ELSE hex(s.dhash) END AS dhash
+         FROM tidemark_state_buckets b JOIN tidemark_state s ON s.feed = b.feed AND s.key = b.key WHERE b.feed = ? AND b.bucket = ? ORDER BY b.key`,
       ),
     }
     // A read-only look neither resets an epoch nor writes the marks file beside the database.
@@ -367,14 +376,28 @@ export class SqliteSourceStore implements SourceStore {
     }
     this.feedRow(feed)
     this.catchUp(feed)
+    if (!this.readonly) this.indexer.fileBuckets(feed, true)
     // One read transaction: every list and its count and sum are exact at the same digest_seq.
     return this.db.transaction(() => {
       const f = this.feedRow(feed)
+      // Keys the indexer has not filed in their bucket's list yet (none unless read-only), by bucket.
+      const unfiled = new Map<number, StateEntryRow[]>()
+      for (const r of this.stmt.unfiledRows.all(feed) as StateEntryRow[]) {
+        const b = bucketOf(r.key)
+        const list = unfiled.get(b)
+        if (list) list.push(r)
+        else unfiled.set(b, [r])
+      }
       const lists = buckets.map((bucket): BucketList => {
         const leaf = this.stmt.leaf.get(feed, bucket) as { count: number; sum: string } | undefined
-        const entries = (this.stmt.bucketRows.all(feed, bucket) as Array<{ key: string; seq: number; dhash: string | null }>).map(
-          (r): DigestEntry => ({ key: r.key, seq: r.seq, hash: r.dhash === null ? null : hexToHash(r.dhash) }),
-        )
+        let rows = this.stmt.bucketRows.all(feed, bucket) as StateEntryRow[]
+        const more = unfiled.get(bucket)
+        if (more) {
+          // A key may be both filed and still queued (a filing cut short): once.
+          const listed = new Set(rows.map((r) => r.key))
+          rows = [...rows, ...more.filter((r) => !listed.has(r.key))].sort((a, b) => compareKeys(a.key, b.key))
+        }
+        const entries = rows.map((r): DigestEntry => ({ key: r.key, seq: r.seq, hash: r.dhash === null ? null : hexToHash(r.dhash) }))
         return { bucket, count: leaf?.count ?? 0, sum: leaf ? hexToHash(leaf.sum) : 0n, entries }
       })
       return { seq: f.digest_seq, minSeq: f.min_seq, lists }
@@ -413,6 +436,9 @@ export class SqliteSourceStore implements SourceStore {
         if (n === 0) break
         await delay(0)
       }
+      // Filed in bulk once enough are waiting, or when the log is quiet (a read-only reader of
+      // bucket lists then has few unfiled keys to look at itself).
+      this.indexer.fileBuckets(name, result.digested === 0)
       result.pruned += this.indexer.prune(name)
     }
     this.marks.save()
@@ -451,4 +477,11 @@ function hexToHash(hex: string): bigint {
     )
   }
   return BigInt(`0x${hex}`)
+}
+
+/** A state row as a bucket list reads it (the hash as hex). */
+interface StateEntryRow {
+  key: string
+  seq: number
+  dhash: string | null
 }
