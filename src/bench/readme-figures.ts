@@ -139,7 +139,7 @@ const ROWS: readonly Row[] = [
   {
     suite: 'brokers',
     label: 'fan-out of 200,000 changes to 50 replicas (a process each), NATS / RabbitMQ vs HTTP long-poll',
-    cell: (f) => `${f.ratio('fan-out via NATS JetStream, 50 replicas')} / ${f.ratio('fan-out via RabbitMQ, 50 replicas')} the rate (target ≥ 3×: out of reach on two cores, docs/bench.md)`,
+    cell: (f) => `${f.ratio('fan-out via NATS JetStream, 200,000 changes to 50 replicas')} / ${f.ratio('fan-out via RabbitMQ, 200,000 changes to 50 replicas')} the rate (target ≥ 3×: out of reach on two cores, docs/bench.md)`,
   },
 ]
 
