@@ -1,5 +1,6 @@
 import {
   ApplyFailedError,
+  BadRequestError,
   ConflictError,
   EpochChangedError,
   HistoryRewoundError,
@@ -9,6 +10,7 @@ import {
   TidemarkError,
   asTidemarkError,
 } from '../errors.js'
+import { LIMITS } from '../protocol/limits.js'
 import type { Seq } from '../protocol/types.js'
 import type { ApplyHook, BootstrapProgress, ReplicaState, ReplicaStore } from '../store/replica-store.js'
 import { silentLogger, type Logger } from '../store/store.js'
@@ -128,6 +130,9 @@ export class Replica<Tx = unknown> {
   private lastRun: ReconcileRun | null = null
 
   constructor(options: ReplicaOptions<Tx>) {
+    // Past the protocol's bounds every request is refused (400) and retried for ever: say so now.
+    checkLimit('snapshotChunk', options.snapshotChunk, LIMITS.snapshotMax)
+    checkLimit('pullLimit', options.pullLimit, LIMITS.changesMax)
     this.options = options
     this.name = options.name ?? options.feed
     this.feed = options.feed
@@ -662,4 +667,11 @@ function isFinal(error: unknown): boolean {
 
 export function createReplica<Tx>(options: ReplicaOptions<Tx>): Replica<Tx> {
   return new Replica(options)
+}
+
+function checkLimit(name: string, value: number | undefined, max: number): void {
+  if (value === undefined) return
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new BadRequestError(`${name} must be a whole number from 1 to ${max} (the protocol's bound), not ${value}`)
+  }
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import type { Database } from 'better-sqlite3'
 import { describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
+import { BadRequestError } from '../../src/errors.js'
 import { createReplica } from '../../src/replica/replica.js'
 import type { PhaseChange } from '../../src/replica/phase.js'
 import type { Change } from '../../src/protocol/types.js'
@@ -13,6 +14,19 @@ import { phases, until } from '../helpers/phases.js'
 import { projectionHook, replicaState, sourceFixture } from '../helpers/replica-fixture.js'
 
 describe('replica', () => {
+  it('refuses a snapshot chunk or pull limit past the protocol\'s bounds at once, rather than retrying a 400 for ever', async () => {
+    const fx = await sourceFixture()
+    const store = fx.openReplicaStore(fx.replicaPath())
+    for (const [option, value] of [['snapshotChunk', 10_001], ['snapshotChunk', 0], ['pullLimit', 100_001], ['pullLimit', 1.5]] as const) {
+      assert.throws(() => createReplica({ source: fx.local, feed: fx.feed, store, [option]: value }), (e: unknown) => {
+        assert.ok(e instanceof BadRequestError, String(e))
+        assert.match(e.message, new RegExp(`${option} must be a whole number from 1 to`))
+        return true
+      })
+    }
+    createReplica({ source: fx.local, feed: fx.feed, store, snapshotChunk: 10_000, pullLimit: 100_000 })
+  })
+
   it('bootstraps while the owner writes, goes live, restarts from its checkpoint; the hook sees each change once', async () => {
     const fx = await sourceFixture()
     await fx.write(300, 3)
