@@ -18,21 +18,27 @@ export const FILE_AT = 20_000
 /** Keys filed per round (held in memory, sorted by bucket) and per write transaction. */
 const FILE_ROUND = 100_000
 const FILE_TX = 5_000
+/** Keys per read of held hashes (JSON array), and rows per multi-row INSERT (SQLite allows 32,766 parameters). */
+const READ_BATCH = 500
+const WRITE_BATCH = 100
 
 export class Indexer {
   /** Told of every committed fold (digest_seq from → to), e.g. to keep a digest tree in memory. */
   onFold: ((feed: string, from: number, to: number, deltas: FoldDeltas) => void) | undefined
   private readonly feedRow: Statement
   private readonly changesAfter: Statement
-  private readonly readDhash: Statement
   private readonly writeState: Statement
   private readonly readBucket: Statement
   private readonly writeBucket: Statement
   private readonly advance: Statement
   private readonly unfile: Statement
+  private readonly unfileMany: Statement
+  private readonly writeStates: Statement
+  private readonly readDhashes: Statement
   private readonly unfiledCount: Statement
   private readonly unfiledPage: Statement
   private readonly file: Statement
+  private readonly fileMany: Statement
   private readonly dropUnfiled: Statement
   private readonly tombstonesBefore: Statement
   private readonly unlist: Statement
@@ -48,7 +54,6 @@ export class Indexer {
     this.changesAfter = db.prepare(
       'SELECT seq, key, op, data FROM tidemark_changes WHERE feed = ? AND seq > ? ORDER BY seq LIMIT ?',
     )
-    this.readDhash = db.prepare('SELECT dhash FROM tidemark_state WHERE feed = ? AND key = ?').pluck()
     // The state row alone: a new key is queued (`unfile`, an append) and filed in its bucket's key
     // list later, in bulk (`fileBuckets`). Filed as each chunk was folded, every new key's entry
     // landed at a random place (buckets are hashes), so a chunk's commit wrote a page of the list
@@ -57,10 +62,17 @@ export class Indexer {
       `INSERT INTO tidemark_state (feed, key, seq, data, dhash) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash`,
     )
+    this.writeStates = db.prepare(
+      `INSERT INTO tidemark_state (feed, key, seq, data, dhash) VALUES ${Array(WRITE_BATCH).fill('(?, ?, ?, ?, ?)').join(', ')}
+       ON CONFLICT (feed, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, dhash = excluded.dhash`,
+    )
+    this.readDhashes = db.prepare('SELECT key, dhash FROM tidemark_state WHERE feed = ? AND key IN (SELECT value FROM json_each(?))')
     this.unfile = db.prepare('INSERT INTO tidemark_unfiled (feed, key) VALUES (?, ?)')
+    this.unfileMany = db.prepare(`INSERT INTO tidemark_unfiled (feed, key) VALUES ${Array(WRITE_BATCH).fill('(?, ?)').join(', ')}`)
     this.unfiledCount = db.prepare('SELECT count(*) FROM tidemark_unfiled WHERE feed = ?').pluck()
     this.unfiledPage = db.prepare('SELECT id, key FROM tidemark_unfiled WHERE feed = ? ORDER BY id LIMIT ?')
     this.file = db.prepare('INSERT OR IGNORE INTO tidemark_state_buckets (feed, bucket, key) VALUES (?, ?, ?)')
+    this.fileMany = db.prepare(`INSERT OR IGNORE INTO tidemark_state_buckets (feed, bucket, key) VALUES ${Array(WRITE_BATCH).fill('(?, ?, ?)').join(', ')}`)
     this.dropUnfiled = db.prepare('DELETE FROM tidemark_unfiled WHERE feed = ? AND id <= ?')
     this.tombstonesBefore = db.prepare('SELECT key FROM tidemark_state WHERE feed = ? AND key > ? AND data IS NULL AND dhash IS NULL AND seq < ? ORDER BY key LIMIT ?').pluck()
     this.unlist = db.prepare('DELETE FROM tidemark_state_buckets WHERE feed = ? AND bucket = ? AND key = ?')
@@ -96,17 +108,29 @@ export class Indexer {
       }
       // Deletes carry no data; upserts always do.
       const chunk = rows.map((r) => ({ ...r, data: r.op === OP_UPSERT ? r.data : null }))
-      const fresh: string[] = []
-      const { hashes, latest, deltas, keysDelta } = foldChanges(chunk, (key) => {
-        const held = this.readDhash.get(feed, key) as Buffer | null | undefined
-        if (held === undefined) fresh.push(key) // no state row yet, not even a tombstone
-        return toHash(held)
-      })
+      // The hashes held for the chunk's keys, read in a few statements rather than one per key.
+      const held = new Map<string, Buffer | null>()
+      const distinct = [...new Set(chunk.map((c) => c.key))]
+      for (let i = 0; i < distinct.length; i += READ_BATCH) {
+        for (const r of this.readDhashes.all(feed, JSON.stringify(distinct.slice(i, i + READ_BATCH))) as Array<{ key: string; dhash: Buffer | null }>) {
+          held.set(r.key, r.dhash)
+        }
+      }
+      const { hashes, latest, deltas, keysDelta } = foldChanges(chunk, (key) => toHash(held.get(key)))
+      const params: unknown[] = []
+      const flush = (full: Statement, one: Statement, width: number) => {
+        for (let i = 0; i + WRITE_BATCH * width <= params.length; i += WRITE_BATCH * width) full.run(params.slice(i, i + WRITE_BATCH * width))
+        for (let i = params.length - (params.length % (WRITE_BATCH * width)); i < params.length; i += width) one.run(params.slice(i, i + width))
+        params.length = 0
+      }
       for (const [key, r] of latest) {
         const h = hashes.get(key) ?? null
-        this.writeState.run(feed, key, r.seq, r.data, h === null ? null : hashToBuffer(h))
+        params.push(feed, key, r.seq, r.data, h === null ? null : hashToBuffer(h))
       }
-      for (const key of fresh) this.unfile.run(feed, key)
+      flush(this.writeStates, this.writeState, 5)
+      // Keys with no state row before the chunk (not even a tombstone) are queued for filing.
+      for (const key of distinct) if (!held.has(key)) params.push(feed, key)
+      flush(this.unfileMany, this.unfile, 2)
       for (const [bucket, d] of deltas) {
         const cur = this.readBucket.get(feed, bucket) as { count: number; sum: Buffer } | undefined
         const next = applyDelta(cur ? { count: cur.count, sum: bufferToHash(cur.sum) } : undefined, d)
@@ -139,10 +163,13 @@ export class Indexer {
         const end = Math.min(i + FILE_TX, entries.length)
         this.db
           .transaction(() => {
-            for (let j = i; j < end; j++) {
-              const e = entries[j] as { key: string; bucket: number }
-              this.file.run(feed, e.bucket, e.key)
+            let j = i
+            for (; j + WRITE_BATCH <= end; j += WRITE_BATCH) {
+              const params: unknown[] = []
+              for (let k = j; k < j + WRITE_BATCH; k++) params.push(feed, (entries[k] as Entry).bucket, (entries[k] as Entry).key)
+              this.fileMany.run(params)
             }
+            for (; j < end; j++) this.file.run(feed, (entries[j] as Entry).bucket, (entries[j] as Entry).key)
             // With the last slice, the queue goes (filing twice after a crash in between is harmless).
             if (end === entries.length) this.dropUnfiled.run(feed, lastId)
           })
@@ -216,4 +243,9 @@ interface ChangeRow {
 
 function toHash(buf: Buffer | null | undefined): bigint | null {
   return buf ? bufferToHash(buf) : null
+}
+
+interface Entry {
+  key: string
+  bucket: number
 }
