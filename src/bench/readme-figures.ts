@@ -113,7 +113,7 @@ const ROWS: readonly Row[] = [
     label: 'find and repair 1 / 100 / 10,000 drifted keys of 1,000,000',
     cell: (f) => {
       const ds = ['1', '100', '10,000']
-      const trips = ds.map((d) => f.value(`find and repair ${d} drifted key(s): round trips`)).join(' / ')
+      const trips = ds.map((d) => f.value(`find and repair ${d} drifted key(s): round trips`, 0)).join(' / ')
       const bytes = ds.map((d) => kb(f.get(`find and repair ${d} drifted key(s): bytes`).value)).join(' / ')
       const ratios = ds.map((d) => f.ratio(`find and repair ${d} drifted key(s): bytes`)).join(' / ')
       return `${trips} round trips; ${bytes} (${ratios} of naive)`
@@ -121,7 +121,7 @@ const ROWS: readonly Row[] = [
   },
   {
     suite: 'export',
-    label: 'export / import of 1,000,000 rows vs `sqlite3 .dump | gzip` / loading that dump',
+    label: 'export / import of 1,000,000 rows vs `sqlite3 .dump \\| gzip` / loading that dump',
     cell: (f) =>
       `file ${f.ratio('export file size (1,000,000 rows)')} the size; ${f.ratio('export (1,000,000 rows)')} / ${f.ratio('import (1,000,000 rows)')} the time; ` +
       `peak RSS flat (${f.ratio('export peak RSS, 1,000,000 rows')} / ${f.ratio('import peak RSS, 1,000,000 rows')} of 100,000 rows)`,
