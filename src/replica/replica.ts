@@ -21,7 +21,7 @@ import type { ChangeTransport } from '../transport/transport.js'
 import { reconcile } from '../reconcile/reconcile.js'
 import type { ReconcileMode, ReconcileRun, ReconcileTrigger } from '../reconcile/run.js'
 import { planDelivery } from './delivery-plan.js'
-import { PhaseMachine, type Phase, type PhaseChange } from './phase.js'
+import { PhaseMachine, type EventKind, type Phase, type PhaseChange } from './phase.js'
 
 /** When the replica compares itself with its source (docs/reconcile.md). */
 export interface ReconcileSchedule {
@@ -180,7 +180,7 @@ export class Replica<Tx = unknown> {
     const onAbort = (): void => controller.abort(signal?.reason)
     if (signal?.aborted) controller.abort(signal.reason)
     else signal?.addEventListener('abort', onAbort, { once: true })
-    if (this.machine.phase === 'stopped' || this.machine.phase === 'failed') this.machine.to('idle', 'run() again')
+    this.machine.dispatch('restart', 'run() again')
     this.failure = undefined
     if (this.options.reconcile?.onStart) this.dueRuns.push(this.defaultRun('start'))
     this.schedule()
@@ -319,7 +319,7 @@ export class Replica<Tx = unknown> {
               await this.runReconcile(due, signal)
               continue
             }
-            if (this.machine.phase !== 'catching-up' && this.machine.phase !== 'live') this.machine.to('catching-up', `from checkpoint ${state.seq}`)
+            this.machine.dispatch('copy-found', `from checkpoint ${state.seq}`)
             await this.follow(signal)
           }
         } catch (error) {
@@ -328,7 +328,7 @@ export class Replica<Tx = unknown> {
         }
       }
       if (this.failure) throw this.failure
-      this.machine.to('stopped', 'stop requested')
+      this.machine.dispatch('stop', 'stop requested')
       this.rejectWaiters(new Error(`replica ${this.name} stopped`))
       this.rejectRuns(new Error(`replica ${this.name} stopped`))
     } catch (error) {
@@ -343,7 +343,7 @@ export class Replica<Tx = unknown> {
 
   /** The `reconciling` phase: one run, then back to following (or re-bootstrapping). */
   private async runReconcile(due: DueRun, signal: AbortSignal): Promise<void> {
-    this.machine.to('reconciling', `${due.trigger}: ${due.mode}${due.deep ? ' (deep)' : ''}`)
+    this.machine.dispatch('run-due', `${due.trigger}: ${due.mode}${due.deep ? ' (deep)' : ''}`)
     let run: ReconcileRun
     try {
       run = await reconcile({
@@ -374,51 +374,61 @@ export class Replica<Tx = unknown> {
     )
     if (run.outcome === 'rebootstrap' && due.mode === 'repair') {
       due.resolve?.(run)
-      await this.restartBootstrap(signal, run.error ?? 'reconciliation found the source rewound')
+      await this.restartBootstrap(signal, 'history-rewound', run.error ?? 'reconciliation found the source rewound')
       return
     }
     this.adopt((await this.store.state(this.name)) as ReplicaState)
-    this.machine.to('catching-up', `${due.mode} ${run.outcome}`)
+    this.machine.dispatch('run-ended', `${due.mode} ${run.outcome}`)
     due.resolve?.(run)
   }
 
-  /** Decides what an error means: re-bootstrap, retry after a pause, or stop for good. */
+  /** What an error means as an event (`classify`), and what the replica does about it. */
   private async recover(error: unknown, signal: AbortSignal): Promise<void> {
-    if (isFinal(error)) throw error
-    if (error instanceof EpochChangedError || error instanceof HistoryRewoundError) {
-      this.logger.warn({ replica: this.name, err: error.message }, error.message)
-      // A source whose history keeps moving under a bootstrap: start again, but not in a tight loop.
-      if (this.machine.phase === 'bootstrapping') await this.backoff.sleep(this.backoff.next(), signal).catch(() => {})
-      if (signal.aborted) return
-      await this.restartBootstrap(signal, error.message)
-      return
+    const kind = classify(error)
+    switch (kind) {
+      case 'fatal':
+        throw error
+      case 'epoch-changed':
+      case 'history-rewound': {
+        const message = (error as Error).message
+        this.logger.warn({ replica: this.name, err: message }, message)
+        // A source whose history keeps moving under a bootstrap: start again, but not in a tight loop.
+        if (this.machine.phase === 'bootstrapping') await this.backoff.sleep(this.backoff.next(), signal).catch(() => {})
+        if (signal.aborted) return
+        await this.restartBootstrap(signal, kind, message)
+        return
+      }
+      case 'log-truncated': {
+        const e = error as LogTruncatedError
+        const behind = e.minSeq - 1 - e.after
+        const message =
+          `replica ${this.name} is ${behind} changes behind the oldest change feed "${this.feed}" keeps (minSeq ${e.minSeq}, checkpoint ${e.after}): ` +
+          `it will re-bootstrap; raise the feed's retention (e.g. \`tidemark retention <db> ${this.feed} --changes ${Math.max(behind * 2, 1000)}\`) to avoid this`
+        this.logger.warn({ replica: this.name, behind, minSeq: e.minSeq, checkpoint: e.after }, message)
+        await this.restartBootstrap(signal, kind, message)
+        return
+      }
+      case 'transient': {
+        const e = asTidemarkError(error)
+        this.machine.dispatch('transient', e.message)
+        this.connected = false
+        this.lastError = e.message
+        const pause = this.backoff.next()
+        this.logger.warn({ replica: this.name, err: e.message, code: e.code, retryInMs: pause }, `replica ${this.name}: ${e.message}; retrying in ${pause} ms`)
+        await this.backoff.sleep(pause, signal).catch(() => {})
+      }
     }
-    if (error instanceof LogTruncatedError) {
-      const behind = error.minSeq - 1 - error.after
-      const message =
-        `replica ${this.name} is ${behind} changes behind the oldest change feed "${this.feed}" keeps (minSeq ${error.minSeq}, checkpoint ${error.after}): ` +
-        `it will re-bootstrap; raise the feed's retention (e.g. \`tidemark retention <db> ${this.feed} --changes ${Math.max(behind * 2, 1000)}\`) to avoid this`
-      this.logger.warn({ replica: this.name, behind, minSeq: error.minSeq, checkpoint: error.after }, message)
-      await this.restartBootstrap(signal, message)
-      return
-    }
-    const e = asTidemarkError(error)
-    this.connected = false
-    this.lastError = e.message
-    const pause = this.backoff.next()
-    this.logger.warn({ replica: this.name, err: e.message, code: e.code, retryInMs: pause }, `replica ${this.name}: ${e.message}; retrying in ${pause} ms`)
-    await this.backoff.sleep(pause, signal).catch(() => {})
   }
 
-  private async restartBootstrap(signal: AbortSignal, reason: string): Promise<void> {
+  private async restartBootstrap(signal: AbortSignal, kind: 'epoch-changed' | 'history-rewound' | 'log-truncated', reason: string): Promise<void> {
     const info = await this.source.info(this.feed, signal)
     this.bootstrapProgress = await this.store.beginBootstrap(this.name, info.epoch, info.head)
-    this.machine.to('bootstrapping', reason)
+    this.machine.dispatch(kind, reason)
   }
 
   /** DESIGN.md's bootstrap: remember the head, copy the state in chunks, apply the log past the last chunk's position, swap. */
   private async bootstrap(signal: AbortSignal, reason: string): Promise<void> {
-    if (this.machine.phase !== 'bootstrapping') this.machine.to('bootstrapping', reason)
+    this.machine.dispatch('copy-missing', reason)
     const state = (await this.store.state(this.name)) as ReplicaState
     let p = state.bootstrap
     let expectedRows: number | undefined
@@ -473,7 +483,7 @@ export class Replica<Tx = unknown> {
     this.bootstrapProgress = null
     this.adopt(done)
     this.logger.info({ replica: this.name, seq: done.seq, keys: done.keys }, `replica ${this.name}: bootstrapped at ${done.seq} with ${done.keys} keys`)
-    this.machine.to('catching-up', `bootstrapped at ${done.seq}`)
+    this.machine.dispatch('bootstrapped', `bootstrapped at ${done.seq}`)
     this.settleWaiters()
     void this.store.collectGarbage(this.name).catch((error: unknown) => {
       this.logger.warn({ replica: this.name, err: (error as Error).message }, 'dropping the old copy failed; it will be retried')
@@ -617,11 +627,9 @@ export class Replica<Tx = unknown> {
 
   /** live at the head; back to catching-up when it falls far behind. */
   private updateFollowPhase(): void {
-    const phase = this.machine.phase
-    if (phase !== 'catching-up' && phase !== 'live') return
     const behind = this.sourceHead - this.checkpoint
-    if (behind <= 0 && phase !== 'live') this.machine.to('live', `at head ${this.checkpoint}`)
-    else if (phase === 'live' && behind > (this.options.catchUpThreshold ?? 10_000)) this.machine.to('catching-up', `${behind} changes behind`)
+    if (behind <= 0) this.machine.dispatch('at-head', `at head ${this.checkpoint}`)
+    else if (behind > (this.options.catchUpThreshold ?? 10_000)) this.machine.dispatch('fell-behind', `${behind} changes behind`)
   }
 
   private adopt(state: ReplicaState): void {
@@ -653,10 +661,19 @@ export class Replica<Tx = unknown> {
   private fail(error: unknown): void {
     this.failure ??= error
     this.lastError = asTidemarkError(error).message
-    if (this.machine.phase !== 'failed') this.machine.to('failed', this.lastError)
+    this.machine.dispatch('fatal', this.lastError)
     this.rejectWaiters(error)
     this.rejectRuns(error)
   }
+}
+
+/** An error as the event it is for the replica (PHASE_TABLE says what each does). */
+export function classify(error: unknown): Extract<EventKind, 'fatal' | 'epoch-changed' | 'history-rewound' | 'log-truncated' | 'transient'> {
+  if (isFinal(error)) return 'fatal'
+  if (error instanceof EpochChangedError) return 'epoch-changed'
+  if (error instanceof HistoryRewoundError) return 'history-rewound'
+  if (error instanceof LogTruncatedError) return 'log-truncated'
+  return 'transient'
 }
 
 /** What retrying cannot fix: a failing hook, a claim held elsewhere, not a store, a refused token, a feed that does not exist. */
