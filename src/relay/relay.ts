@@ -18,6 +18,8 @@ import type { Seq } from '../protocol/types.js'
 import { silentLogger, type Logger } from '../store/store.js'
 import { Backoff } from '../transport/backoff.js'
 import { splitIntoBatches, type BrokerBatch } from '../transport/broker/broker-message.js'
+import { LifeCycle } from '../util/life-cycle.js'
+import { PositionWaiters } from '../util/position-waiters.js'
 import type { FeedSource } from '../transport/feed-source.js'
 
 /**
@@ -79,19 +81,19 @@ export class Relay {
   private readonly options: RelayOptions
   private readonly backoff: Backoff
   private readonly logger: Logger
-  private controller: AbortController | undefined
-  private running: Promise<void> | undefined
+  private readonly life: LifeCycle
   private epoch: string | null = null
   private published: Seq = 0
   private messages = 0
   private connected = false
   private lastError: string | null = null
-  private waiters: Array<{ seq: Seq; resolve: () => void }> = []
+  private readonly waiters = new PositionWaiters()
 
   constructor(options: RelayOptions) {
     this.options = options
     this.backoff = options.backoff ?? new Backoff({ capMs: 5000 })
     this.logger = options.logger ?? silentLogger
+    this.life = new LifeCycle(`the relay of feed "${options.feed}"`)
   }
 
   status(): RelayStatus {
@@ -108,28 +110,17 @@ export class Relay {
 
   /** Runs until stopped (resolves) or a failure retrying cannot fix (rejects: an unknown feed, a refused token). */
   run(signal?: AbortSignal): Promise<void> {
-    if (this.running) throw new Error(`the relay of feed "${this.options.feed}" is already running`)
-    const controller = new AbortController()
-    this.controller = controller
-    const onAbort = (): void => controller.abort(signal?.reason)
-    if (signal?.aborted) controller.abort(signal.reason)
-    else signal?.addEventListener('abort', onAbort, { once: true })
-    this.running = this.loop(controller.signal).finally(() => {
-      signal?.removeEventListener('abort', onAbort)
-      this.running = undefined
-    })
-    return this.running
+    return this.life.start(signal, (inner) => this.loop(inner))
   }
 
-  async stop(): Promise<void> {
-    this.controller?.abort(new Error('stopped'))
-    await this.running?.catch(() => {})
+  stop(): Promise<void> {
+    return this.life.stop()
   }
 
   /** Resolves when the broker has confirmed everything up to `seq` (tests, benchmarks). */
   confirmedUpTo(seq: Seq): Promise<void> {
     if (this.published >= seq) return Promise.resolve()
-    return new Promise((resolve) => this.waiters.push({ seq, resolve }))
+    return this.waiters.wait(seq)
   }
 
   private async loop(signal: AbortSignal): Promise<void> {
@@ -205,9 +196,7 @@ export class Relay {
 
   private setPublished(seq: Seq): void {
     this.published = seq
-    const ready = this.waiters.filter((w) => w.seq <= seq)
-    this.waiters = this.waiters.filter((w) => w.seq > seq)
-    for (const w of ready) w.resolve()
+    this.waiters.settle(seq)
   }
 }
 

@@ -19,28 +19,14 @@ import { snapshotPages, type FeedSource } from '../transport/feed-source.js'
 import { LongPollTransport } from '../transport/http/long-poll-transport.js'
 import type { ChangeTransport } from '../transport/transport.js'
 import { reconcile } from '../reconcile/reconcile.js'
-import type { ReconcileMode, ReconcileRun, ReconcileTrigger } from '../reconcile/run.js'
+import type { ReconcileMode, ReconcileRun } from '../reconcile/run.js'
 import { planDelivery } from './delivery-plan.js'
 import { PhaseMachine, type EventKind, type Phase, type PhaseChange } from './phase.js'
+import { ReconcileScheduler, type DueRun, type ReconcileSchedule } from './reconcile-schedule.js'
+import { LifeCycle, systemTimers, type Timers } from '../util/life-cycle.js'
+import { PositionWaiters } from '../util/position-waiters.js'
 
-/** When the replica compares itself with its source (docs/reconcile.md). */
-export interface ReconcileSchedule {
-  /** Once at start-up, as soon as there is a copy. */
-  onStart?: boolean
-  /** Every so many ms, with jitter (so that many replicas do not ask at once). */
-  everyMs?: number
-  /** The schedule varies by ± this fraction of `everyMs` (default 0.1). */
-  jitter?: number
-  /** When the checkpoint has not moved for this long while the source's head is ahead. */
-  slaMs?: number
-  /** What scheduled, start-up and SLA runs do (default `repair`; on-demand runs say their own). */
-  mode?: ReconcileMode
-  /** Recompute the replica's digest from its rows first, on scheduled runs too. */
-  deep?: boolean
-  /** How often to look for runs asked for by another process, e.g. `tidemark repair` (default 1000 ms). */
-  requestPollMs?: number
-  random?: () => number
-}
+export type { ReconcileSchedule } from './reconcile-schedule.js'
 
 export interface ReplicaOptions<Tx> {
   /** Where the feed comes from: `HttpFeedSource` for a feed server, `LocalFeedSource` in-process. */
@@ -69,6 +55,8 @@ export interface ReplicaOptions<Tx> {
   catchUpThreshold?: number
   onPhase?: (change: PhaseChange) => void
   now?: () => number
+  /** The timers for leases, head checks, schedules and request polls (tests drive them). */
+  timers?: Timers
   reconcile?: ReconcileSchedule
 }
 
@@ -88,15 +76,6 @@ export interface ReplicaStatus {
   lastRun: ReconcileRun | null
 }
 
-interface DueRun {
-  trigger: ReconcileTrigger
-  mode: ReconcileMode
-  deep: boolean
-  requestId?: number
-  resolve?: (run: ReconcileRun) => void
-  reject?: (error: unknown) => void
-}
-
 /** Raised inside follow() to leave it for a reconciliation run that is due. */
 class ReconcileWake extends Error {}
 
@@ -114,19 +93,17 @@ export class Replica<Tx = unknown> {
   private readonly backoff: Backoff
   private readonly now: () => number
   private readonly machine: PhaseMachine
-  private controller: AbortController | undefined
-  private running: Promise<void> | undefined
+  private readonly timers: Timers
+  private readonly life: LifeCycle
+  private readonly runs: ReconcileScheduler
+  private readonly waiters = new PositionWaiters()
   private epoch: string | null = null
   private checkpoint: Seq = 0
   private sourceHead: Seq = 0
   private connected = false
   private lastError: string | null = null
   private bootstrapProgress: BootstrapProgress | null = null
-  private waiters: Array<{ seq: Seq; resolve: () => void; reject: (e: unknown) => void }> = []
   private failure: unknown
-  private dueRuns: DueRun[] = []
-  private nextScheduled: number | null = null
-  private wakeFollow: (() => void) | undefined
   private lastRun: ReconcileRun | null = null
 
   constructor(options: ReplicaOptions<Tx>) {
@@ -142,6 +119,9 @@ export class Replica<Tx = unknown> {
     this.logger = options.logger ?? silentLogger
     this.backoff = options.backoff ?? new Backoff()
     this.now = options.now ?? Date.now
+    this.timers = options.timers ?? systemTimers
+    this.life = new LifeCycle(`replica ${this.name}`)
+    this.runs = new ReconcileScheduler(options.reconcile, this.now, this.timers)
     this.machine = new PhaseMachine((change) => {
       this.logger.info({ replica: this.name, from: change.from, to: change.to }, `replica ${this.name}: ${change.from} → ${change.to} (${change.reason})`)
       options.onPhase?.(change)
@@ -174,27 +154,17 @@ export class Replica<Tx = unknown> {
    * jittered backoff; a failing hook or a lost claim stops it with the error.
    */
   run(signal?: AbortSignal): Promise<void> {
-    if (this.running) throw new ConflictError(`replica ${this.name} is already running`)
-    const controller = new AbortController()
-    this.controller = controller
-    const onAbort = (): void => controller.abort(signal?.reason)
-    if (signal?.aborted) controller.abort(signal.reason)
-    else signal?.addEventListener('abort', onAbort, { once: true })
-    this.machine.dispatch('restart', 'run() again')
-    this.failure = undefined
-    if (this.options.reconcile?.onStart) this.dueRuns.push(this.defaultRun('start'))
-    this.schedule()
-    this.running = this.loop(controller.signal).finally(() => {
-      signal?.removeEventListener('abort', onAbort)
-      this.running = undefined
+    return this.life.start(signal, (inner) => {
+      this.machine.dispatch('restart', 'run() again')
+      this.failure = undefined
+      this.runs.start()
+      return this.loop(inner)
     })
-    return this.running
   }
 
   /** Stops at a transaction boundary; resolves when the replica has stopped. */
-  async stop(): Promise<void> {
-    this.controller?.abort(new Error('stopped'))
-    await this.running?.catch(() => {})
+  stop(): Promise<void> {
+    return this.life.stop()
   }
 
   /**
@@ -202,27 +172,10 @@ export class Replica<Tx = unknown> {
    * the running replica: nothing is applied meanwhile. Resolves with the run's record.
    */
   reconcile(options: { mode?: ReconcileMode; deep?: boolean } = {}): Promise<ReconcileRun> {
-    if (!this.running) throw new ConflictError(`replica ${this.name} is ${this.machine.phase}: run() it before reconciling`)
+    if (!this.life.running) throw new ConflictError(`replica ${this.name} is ${this.machine.phase}: run() it before reconciling`)
     return new Promise<ReconcileRun>((resolve, reject) => {
-      this.due({ trigger: 'demand', mode: options.mode ?? 'repair', deep: options.deep === true, resolve, reject })
+      this.runs.due({ trigger: 'demand', mode: options.mode ?? 'repair', deep: options.deep === true, resolve, reject })
     })
-  }
-
-  private due(run: DueRun): void {
-    this.dueRuns.push(run)
-    this.wakeFollow?.()
-  }
-
-  private schedule(): void {
-    const every = this.options.reconcile?.everyMs
-    if (every === undefined) return
-    const jitter = this.options.reconcile?.jitter ?? 0.1
-    const random = this.options.reconcile?.random ?? Math.random
-    this.nextScheduled = this.now() + Math.max(1, Math.round(every * (1 + jitter * (2 * random() - 1))))
-  }
-
-  private defaultRun(trigger: ReconcileTrigger): DueRun {
-    return { trigger, mode: this.options.reconcile?.mode ?? 'repair', deep: this.options.reconcile?.deep === true }
   }
 
   /**
@@ -236,28 +189,11 @@ export class Replica<Tx = unknown> {
     signal?.throwIfAborted()
     const target = seq ?? (await this.sourceHeadWhenReachable(signal))
     if (this.checkpoint >= target && this.machine.phase !== 'bootstrapping' && this.epoch !== null) return this.checkpoint
-    if (!this.running) {
+    if (!this.life.running) {
       throw new ConflictError(`replica ${this.name} is ${this.machine.phase} at ${this.checkpoint}, short of ${target}: run() it first${this.lastError ? ` (last error: ${this.lastError})` : ''}`)
     }
-    return new Promise<Seq>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.waiters = this.waiters.filter((w) => w !== waiter)
-        reject(signal?.reason)
-      }
-      const waiter = {
-        seq: target,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve(this.checkpoint)
-        },
-        reject: (error: unknown) => {
-          signal?.removeEventListener('abort', onAbort)
-          reject(error)
-        },
-      }
-      this.waiters.push(waiter)
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
+    await this.waiters.wait(target, signal)
+    return this.checkpoint
   }
 
   /**
@@ -273,7 +209,7 @@ export class Replica<Tx = unknown> {
         signal?.throwIfAborted()
         if (isFinal(error)) throw error
         if (this.machine.phase === 'failed') throw this.failureReason(error)
-        if (!this.running) {
+        if (!this.life.running) {
           throw new ConflictError(`replica ${this.name} is ${this.machine.phase}: run() it first (the source did not answer: ${asTidemarkError(error).message})`, error)
         }
         await backoff.sleep(backoff.next(), signal).catch(() => {})
@@ -299,13 +235,13 @@ export class Replica<Tx = unknown> {
     }
     this.adopt(state)
     const leaseMs = this.options.leaseMs ?? 15_000
-    const renew = setInterval(() => {
+    const renew = this.timers.setInterval(() => {
       this.store.renew(this.name).catch((error: unknown) => {
         this.failure = error
-        this.controller?.abort(error)
+        this.life.abort(error)
       })
     }, Math.max(50, Math.floor(leaseMs / 3)))
-    renew.unref()
+    ;(renew as { unref?: () => void }).unref?.()
     try {
       while (!signal.aborted) {
         try {
@@ -314,7 +250,7 @@ export class Replica<Tx = unknown> {
             await this.bootstrap(signal, state.bootstrap ? 'resuming the bootstrap' : 'no copy yet')
           } else {
             this.adopt(state)
-            const due = this.dueRuns.shift()
+            const due = this.runs.next()
             if (due !== undefined) {
               await this.runReconcile(due, signal)
               continue
@@ -329,13 +265,13 @@ export class Replica<Tx = unknown> {
       }
       if (this.failure) throw this.failure
       this.machine.dispatch('stop', 'stop requested')
-      this.rejectWaiters(new Error(`replica ${this.name} stopped`))
-      this.rejectRuns(new Error(`replica ${this.name} stopped`))
+      this.waiters.rejectAll(new Error(`replica ${this.name} stopped`))
+      this.runs.rejectAll(new Error(`replica ${this.name} stopped`))
     } catch (error) {
       this.fail(error)
       throw error
     } finally {
-      clearInterval(renew)
+      this.timers.clearInterval(renew)
       await this.store.release(this.name).catch(() => {})
       this.connected = false
     }
@@ -364,7 +300,7 @@ export class Replica<Tx = unknown> {
       throw error
     }
     this.lastRun = run
-    if (due.trigger === 'schedule') this.schedule()
+    if (due.trigger === 'schedule') this.runs.planNext()
     const level = run.outcome === 'intact' ? 'info' : 'warn'
     this.logger[level](
       { replica: this.name, run: { outcome: run.outcome, drifted: run.drifted, repaired: run.repaired, lagging: run.lagging, cost: run.cost } },
@@ -508,27 +444,11 @@ export class Replica<Tx = unknown> {
     const headCheckMs = this.options.headCheckMs ?? 30_000
     const slaMs = this.options.reconcile?.slaMs
     let slaRunAt = -1
-    this.wakeFollow = () => inner.abort(new ReconcileWake('reconcile'))
-    const timers: Array<ReturnType<typeof setTimeout>> = []
-    if (this.nextScheduled !== null) {
-      timers.push(
-        setTimeout(() => {
-          this.nextScheduled = null
-          this.due(this.defaultRun('schedule'))
-        }, Math.max(0, this.nextScheduled - this.now())),
-      )
-    }
-    // Asked for while this was starting: nothing woke it.
-    if (this.dueRuns.length > 0) inner.abort(new ReconcileWake('reconcile'))
-    const requestPoll = setInterval(() => {
-      this.store
-        .takeRunRequests(this.name)
-        .then((requests) => {
-          for (const r of requests) this.due({ trigger: 'demand', mode: r.mode, deep: r.deep, requestId: r.id })
-        })
-        .catch(() => {})
-    }, this.options.reconcile?.requestPollMs ?? 1000)
-    const headCheck = setInterval(() => {
+    const disarm = this.runs.arm(
+      () => this.store.takeRunRequests(this.name),
+      () => inner.abort(new ReconcileWake('reconcile')),
+    )
+    const headCheck = this.timers.setInterval(() => {
       void this.source
         .info(this.feed, inner.signal)
         .then(async (info) => {
@@ -545,7 +465,7 @@ export class Replica<Tx = unknown> {
               { replica: this.name, head: info.head, checkpoint: this.checkpoint },
               `replica ${this.name} has not advanced within its SLA (${Math.round(stalledFor / 1000)} s) while the source is at ${info.head}: reconciling`,
             )
-            return this.due(this.defaultRun('sla'))
+            return this.runs.due(this.runs.defaultRun('sla'))
           }
           if (info.head > this.checkpoint && this.checkpoint === lastProgress.seq && stalledFor >= headCheckMs) {
             this.logger.warn(
@@ -591,10 +511,8 @@ export class Replica<Tx = unknown> {
     } catch (error) {
       if (signal.aborted || !inner.signal.aborted) throw error
     } finally {
-      clearInterval(headCheck)
-      clearInterval(requestPoll)
-      for (const t of timers) clearTimeout(t)
-      this.wakeFollow = undefined
+      this.timers.clearInterval(headCheck)
+      disarm()
       signal.removeEventListener('abort', onAbort)
       inner.abort()
     }
@@ -641,29 +559,15 @@ export class Replica<Tx = unknown> {
 
   private settleWaiters(): void {
     if (this.epoch === null || this.machine.phase === 'bootstrapping') return
-    const ready = this.waiters.filter((w) => w.seq <= this.checkpoint)
-    this.waiters = this.waiters.filter((w) => w.seq > this.checkpoint)
-    for (const w of ready) w.resolve()
-  }
-
-  private rejectRuns(error: unknown): void {
-    const runs = this.dueRuns
-    this.dueRuns = []
-    for (const r of runs) r.reject?.(error)
-  }
-
-  private rejectWaiters(error: unknown): void {
-    const waiters = this.waiters
-    this.waiters = []
-    for (const w of waiters) w.reject(error)
+    this.waiters.settle(this.checkpoint)
   }
 
   private fail(error: unknown): void {
     this.failure ??= error
     this.lastError = asTidemarkError(error).message
     this.machine.dispatch('fatal', this.lastError)
-    this.rejectWaiters(error)
-    this.rejectRuns(error)
+    this.waiters.rejectAll(error)
+    this.runs.rejectAll(error)
   }
 }
 
