@@ -4,7 +4,6 @@
  * program by the registrar it exports: to add a command, add its registrar to COMMANDS.
  */
 import type { Registrar } from './cli.js'
-import { registerDemo } from './commands/demo.js'
 import { registerDump } from './commands/dump.js'
 import { registerExport } from './commands/export.js'
 import { registerFeeds } from './commands/feeds.js'
@@ -23,7 +22,6 @@ import { registerWrite } from './commands/write.js'
 import { runCli } from './program.js'
 
 const COMMANDS: readonly Registrar[] = [
-  registerDemo,
   registerServe,
   registerWrite,
   registerDump,

@@ -1,13 +1,16 @@
 import { Command } from 'commander'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { Cli, type Registrar } from './cli.js'
 import { examples } from './options.js'
 import { reportError } from './report-error.js'
 
-/** package.json sits two levels up from both src/cli/ and dist/cli/. */
+/** package.json sits two levels up from src/cli/ and dist/cli/, three from the apps' build/src/cli/. */
 function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-  return pkg.version
+  for (const up of ['../../package.json', '../../../package.json']) {
+    const url = new URL(up, import.meta.url)
+    if (existsSync(url)) return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version
+  }
+  return 'unknown'
 }
 
 /** Builds the `tidemark` program with the given commands. */

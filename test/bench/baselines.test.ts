@@ -4,8 +4,8 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { bestOf, compareRun, formatComparison, machineMismatch, readBaseline, writeBaseline, type BaselineRun } from '../../src/bench/baselines.js'
-import { atLeast, atMost, machine, makeFigure, type Figure, type FigureInput } from '../../src/bench/harness.js'
+import { bestOf, compareRun, formatComparison, machineMismatch, readBaseline, writeBaseline, type BaselineRun } from '../../bench/baselines.js'
+import { atLeast, atMost, machine, makeFigure, type Figure, type FigureInput } from '../../bench/harness.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 const rate = (value: number, baseline = 100, extra: Partial<FigureInput> = {}): Figure =>

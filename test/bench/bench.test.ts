@@ -6,12 +6,12 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { formatTable, makeFigure, percentile, type BenchResult } from '../../src/bench/harness.js'
-import { SUITES } from '../../src/bench/suites/index.js'
+import { formatTable, makeFigure, percentile, type BenchResult } from '../../bench/harness.js'
+import { SUITES } from '../../bench/suites/index.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 async function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/bench/main.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/main.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s))
@@ -96,7 +96,7 @@ describe('bench', () => {
 
 describe('bench harness: child processes', () => {
   it('reports a child process’s peak RSS and output, and cleans its temporary folders', async () => {
-    const { TempDirs, runNodeChild } = await import('../../src/bench/harness.js')
+    const { TempDirs, runNodeChild } = await import('../../bench/harness.js')
     const { existsSync } = await import('node:fs')
     const temp = new TempDirs()
     after(() => temp.cleanup())

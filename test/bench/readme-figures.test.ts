@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { BASELINE_DIR, readBaseline, writeBaseline } from '../../src/bench/baselines.js'
-import { machine, makeFigure } from '../../src/bench/harness.js'
-import { BEGIN, END, README_PATH, renderFigures, withFigures } from '../../src/bench/readme-figures.js'
-import { SUITES } from '../../src/bench/suites/index.js'
+import { BASELINE_DIR, readBaseline, writeBaseline } from '../../bench/baselines.js'
+import { machine, makeFigure } from '../../bench/harness.js'
+import { BEGIN, END, README_PATH, renderFigures, withFigures } from '../../bench/readme-figures.js'
+import { SUITES } from '../../bench/suites/index.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 describe('README figures', () => {
@@ -22,7 +22,7 @@ describe('README figures', () => {
     const readme = readFileSync(README_PATH, 'utf8')
     assert.ok(readme.includes(BEGIN) && readme.includes(END), 'README.md has no generated figures block')
     const block = readme.slice(readme.indexOf(BEGIN) + BEGIN.length, readme.indexOf(END)).trim()
-    assert.equal(block, renderFigures(BASELINE_DIR), 'README.md figures differ from bench/baselines: run the bench with --update-baseline, or fix src/bench/readme-figures.ts')
+    assert.equal(block, renderFigures(BASELINE_DIR), 'README.md figures differ from bench/baselines: run the bench with --update-baseline, or fix bench/readme-figures.ts')
     assert.ok(!block.includes('not measured'), 'a README row has no committed baseline behind it')
   })
 

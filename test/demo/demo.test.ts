@@ -3,13 +3,28 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { pidAlive } from '../../src/store/replica-lease.js'
-import { collect, failsWith, ok, spawnTidemark, tidemark } from '../cli/run-cli.js'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { collect, failsWith, ok, ROOT, tidemark } from '../cli/run-cli.js'
 import { tmpDir } from '../helpers/tmp.js'
 
-describe('tidemark demo', () => {
+/** The demo from source: demo/main.ts, an application beside the CLI. */
+function spawnDemo(args: string[], compiled = false): ChildProcess {
+  const entry = compiled ? ['build/demo/main.js'] : ['--import', 'tsx', 'demo/main.ts']
+  return spawn(process.execPath, [...entry, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] })
+}
+
+function demo(args: string[], compiled = false): ReturnType<typeof collect> {
+  const child = spawnDemo(args, compiled)
+  child.stdin?.end()
+  return collect(child)
+}
+
+describe('npm run demo', () => {
   it('runs the whole story and ends with both replicas equal to the owner (--quick, --dir, --keep)', async () => {
     const dir = join(tmpDir(), 'demo')
-    const result = await tidemark(['demo', '--quick', '--dir', dir, '--keep'])
+    // As `npm run demo` runs it: compiled into build/ (apart from the package) by scripts/setup.sh.
+    execFileSync('sh', ['scripts/setup.sh'], { cwd: ROOT, stdio: 'pipe' })
+    const result = await demo(['--quick', '--dir', dir, '--keep'], true)
     const lines = ok(result)
     const text = lines.join('\n')
     // Plain text for a person: no JSON log lines, no colour codes when stdout is not a terminal.
@@ -52,12 +67,12 @@ describe('tidemark demo', () => {
     assert.match(status, /lag\s+none/)
 
     // A second run into the same folder refuses to mix its files with the first one's.
-    failsWith(await tidemark(['demo', '--quick', '--dir', dir]), 1, /already holds owner\.db.*from an earlier demo: remove them or choose another --dir/)
+    failsWith(await demo(['--quick', '--dir', dir]), 1, /already holds owner\.db.*from an earlier demo: remove them or choose another --dir/)
   })
 
   it('cleans up after itself when interrupted: no files, no replicator left running', async () => {
     const dir = join(tmpDir(), 'demo')
-    const child = spawnTidemark(['demo', '--quick', '--dir', dir])
+    const child = spawnDemo(['--quick', '--dir', dir])
     child.stdin?.end()
     const done = collect(child)
     let seen = ''
@@ -80,7 +95,7 @@ describe('tidemark demo', () => {
   it('does not remove files it did not make', async () => {
     const dir = tmpDir()
     writeFileSync(join(dir, 'notes.txt'), 'mine')
-    const child = spawnTidemark(['demo', '--quick', '--dir', dir])
+    const child = spawnDemo(['--quick', '--dir', dir])
     child.stdin?.end()
     const done = collect(child)
     let seen = ''

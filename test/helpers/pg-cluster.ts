@@ -1,2 +1,2 @@
-// The tests start clusters the way the bench does (src/bench/postgres/cluster.ts).
-export { startCluster, postgresBinaries, freePort, type Cluster } from '../../src/bench/postgres/cluster.js'
+// The tests start clusters the way the bench does (bench/postgres/cluster.ts).
+export { startCluster, postgresBinaries, freePort, type Cluster } from '../../bench/postgres/cluster.js'

@@ -1,4 +1,4 @@
-import { makeTestCertificate, type TestCertificate } from '../../src/bench/source/tls-certificate.js'
+import { makeTestCertificate, type TestCertificate } from '../../bench/source/tls-certificate.js'
 import { tmpDir } from './tmp.js'
 
 /** A throwaway CA and a server certificate it signed, in a temp folder of the test's own (openssl). */

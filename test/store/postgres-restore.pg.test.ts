@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { it } from 'node:test'
-import { execSql as sql } from '../../src/store/postgres/bench-support.js'
+import { execSql as sql } from '../../bench/postgres/sql.js'
 import { PostgresSourceStore } from '../../src/store/postgres/postgres-source-store.js'
 import { pgDatabase, withDatabase } from '../helpers/pg.js'
 
