@@ -1,0 +1,11 @@
+/** `tidemark/export`: export files: writing, reading, checking and importing them. */
+export * from './common.js'
+export { prepareExport } from '../export/exporter.js'
+export type { ExportOptions, ExportProgress, PreparedExport } from '../export/exporter.js'
+export { checkExport, importExport } from '../export/importer.js'
+export type { CheckOptions, CheckedExport, ImportOptions, ImportProgress, ImportResult } from '../export/importer.js'
+export { openExport } from '../export/export-reader.js'
+export type { ExportInput, ExportReader, ReadExportOptions, ReadResult, SignatureCheck } from '../export/export-reader.js'
+export { writeExport } from '../export/export-writer.js'
+export { EXPORT_FORMAT, EXPORT_VERSION, EXPORT_MEDIA_TYPE, ExportFileError } from '../export/export-format.js'
+export type { Compression, ExportHeader, ExportTrailer, ExportFileProblem } from '../export/export-format.js'

@@ -1,0 +1,12 @@
+/** `tidemark/sqlite`: an owner's or a replica's SQLite store; loads better-sqlite3 and nothing of the server, the HTTP client or PostgreSQL (`openSourceStore`/`openReplicaStore` load `pg` only for a postgres:// URL). */
+export * from './common.js'
+export { openSourceStore, openReplicaStore } from '../store/open.js'
+export type { OpenStoreOptions } from '../store/open.js'
+export type { FeedWriter } from '../source/feed-writer.js'
+export type { SourceStore, Logger, FeedOptions, TrackOptions, MaintainResult, DigestLeaf } from '../store/store.js'
+export { SqliteSource, SqliteFeedWriter } from '../store/sqlite/sqlite-source.js'
+export { SqliteSourceStore } from '../store/sqlite/sqlite-source-store.js'
+export type { Phase, PhaseChange } from '../replica/phase.js'
+export type { ApplyHook, ApplyContext, RepairFix, RehashReport, ReplicaStore, ReplicaState, BootstrapProgress, ClaimOptions } from '../store/replica-store.js'
+export { SqliteReplicaStore } from '../store/sqlite/sqlite-replica-store.js'
+export type { SqliteReplicaStoreOptions } from '../store/sqlite/sqlite-replica-store.js'
