@@ -98,3 +98,14 @@ export function lostClaim(name: string, location: string, r: ReplicaRow | undefi
 export function unknownReplica(name: string, location: string): Error {
   return new BadRequestError(`no replica "${name}" in ${location}: list them with \`tidemark status\``)
 }
+
+/** Releases every claim a closing store holds; one that cannot be released (the database gone) is logged, and its lease lapses. */
+export async function releaseAll(names: Iterable<string>, release: (name: string) => Promise<void>, logger: Logger): Promise<void> {
+  for (const name of [...names]) {
+    try {
+      await release(name)
+    } catch (error) {
+      logger.warn({ replica: name, err: error }, `replica "${name}": could not release the claim`)
+    }
+  }
+}

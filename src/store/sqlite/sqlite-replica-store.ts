@@ -15,7 +15,7 @@ import { DigestDeltas, FOLD_AT, ReplicaDigest } from './replica-digest.js'
 import { DEFAULT_LEASE_MS } from '../replica-lease.js'
 import { bucketIndexName, dropBucketIndex, ensureBucketIndex, migrateReplica } from './replica-schema.js'
 import { changeText, checkRepairAt, toState, type ReplicaRow } from '../replica-row.js'
-import { claimRequest, decideClaim, holds, logNewReplica, lostClaim, unknownReplica } from '../replica/claim.js'
+import { claimRequest, decideClaim, holds, logNewReplica, lostClaim, releaseAll, unknownReplica } from '../replica/claim.js'
 import { DigestTreeCache } from '../replica/digest-tree-cache.js'
 import { GenerationDiff, type DataRow } from '../replica/generation-diff.js'
 import { bootstrapping, checkBuckets, checkComplete, checkHasCopy, chunkWritten, diffBase, keptGenerations, newProgress, nextGeneration } from '../replica/generations.js'
@@ -361,13 +361,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   }
 
   async close(): Promise<void> {
-    for (const name of [...this.claims.keys()]) {
-      try {
-        await this.release(name)
-      } catch (error) {
-        this.logger.warn({ replica: name, err: error }, `replica "${name}": could not release the claim`)
-      }
-    }
+    await releaseAll(this.claims.keys(), (name) => this.release(name), this.logger)
     if (this.ownsDb) this.db.close()
   }
 
