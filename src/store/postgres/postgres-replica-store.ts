@@ -12,22 +12,23 @@ import type { ApplyContext, ApplyHook, BootstrapProgress, ClaimOptions, RehashRe
 import { DEFAULT_LEASE_MS } from '../replica-lease.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { createPool, inTransaction, redactUrl, translatePgError } from './connection.js'
-import { copyIntoGeneration } from './replica-copy.js'
-import { DigestSums } from './replica-digest-sums.js'
+import { copyable, copyIntoGeneration } from './replica-copy.js'
+import { HeldSums, sumDigest, type DigestSums } from './replica-digest-sums.js'
 import { dropBucketIndexes, ensureBucketIndex, migrateReplica } from './replica-schema.js'
 import { changeText, checkRepairAt, toState, type ReplicaRow } from '../replica-row.js'
 import { claimRequest, decideClaim, holds, logNewReplica, lostClaim, releaseAll, unknownReplica } from '../replica/claim.js'
 import { DigestTreeCache } from '../replica/digest-tree-cache.js'
 import { GenerationDiff, type DataRow } from '../replica/generation-diff.js'
 import { bootstrapping, checkBuckets, checkComplete, checkHasCopy, chunkWritten, diffBase, keptGenerations, newProgress, nextGeneration } from '../replica/generations.js'
-import { RehashCheck } from '../replica/rehash.js'
 import { changesAbove } from '../replica/version-writer.js'
+import { bucketLists, type BucketRow } from '../replica/bucket-lists.js'
+import { collectStep } from './replica-gc.js'
 import { PostgresGenWriter } from './replica-gen-writer.js'
+import { SQL } from './replica-sql.js'
+import { runHook } from './replica-hook.js'
+import { rehashGeneration } from './replica-rehash.js'
+import { insertRequest, insertRun, latestRuns, takeRequests } from './replica-runs.js'
 
-/** Rows deleted per transaction by the garbage collector. */
-const GC_CHUNK = 10_000
-/** Reconciliation runs kept per replica. */
-const RUNS_KEPT = 100
 
 export interface PostgresReplicaStoreOptions {
   logger?: Logger
@@ -55,13 +56,8 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   private readonly ownerId = randomBytes(8).toString('hex')
   private readonly host = hostname()
   private readonly claims = new Map<string, number>()
-  /**
-   * Per replica bootstrapping through this instance: the new generation's digest so far, trusted
-   * only while every write to the generation since beginBootstrap went through here and succeeded
-   * (dropped on any failure, claim or overlap; finishBootstrap then sums the stored hashes).
-   */
-  private readonly bootstrapSums = new Map<string, DigestSums>()
-  private readonly bootstrapWrites = new Map<string, number>()
+  /** The digest of each generation bootstrapped through here, summed as it is written (HeldSums). */
+  private readonly bootstrapSums = new HeldSums()
   /** The current copy's digest tree per replica claimed here; all are dropped when a write fails (it may have committed or not). */
   private readonly trees = new DigestTreeCache()
   /** Generations (`gen NUL name`) whose bucket index this instance has seen valid. */
@@ -114,45 +110,32 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       const me = [this.ownerId, process.pid, this.host, now + req.leaseMs]
       const r = await this.row(client, name, true)
       if (r === undefined) {
-        await client.query(
-          `INSERT INTO ${R} (name, feed, source, owner_id, owner_pid, owner_host, owner_expires, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-          [name, feed, source, ...me, now],
-        )
+        await client.query(SQL.insertReplica, [name, feed, source, ...me, now])
         logNewReplica(this.logger, req)
         return (await this.row(client, name)) as ReplicaRow
       }
       if (decideClaim(r, req, { self: this.ownerId, host: this.host, now, location: this.location, logger: this.logger }).rebind) {
-        await client.query(
-          `UPDATE ${R} SET feed = $1, source = $2, epoch = NULL, seq = 0, gen = 0, keys = 0, bootstrap = NULL, bootstrap_keys = 0,
-             previous_gen = CASE WHEN gen > 0 THEN gen ELSE previous_gen END,
-             source_head = 0, source_head_at = NULL, behind_since = NULL WHERE name = $3`,
-          [feed, source, name],
-        )
+        await client.query(SQL.rebind, [feed, source, name])
       }
-      await client.query(`UPDATE ${R} SET owner_id = $1, owner_pid = $2, owner_host = $3, owner_expires = $4 WHERE name = $5`, [...me, name])
+      await client.query(SQL.setOwner, [...me, name])
       return (await this.row(client, name)) as ReplicaRow
     })
     this.claims.set(name, req.leaseMs)
-    this.bootstrapSums.delete(name)
+    this.bootstrapSums.drop(name)
     this.trees.drop(name)
     return toState(row)
   }
 
   async renew(name: string): Promise<void> {
     const leaseMs = this.claims.get(name) ?? DEFAULT_LEASE_MS
-    const n = await this.guard(() => this.pool.query(`UPDATE ${R} SET owner_expires = $1 WHERE name = $2 AND owner_id = $3`, [this.clock() + leaseMs, name, this.ownerId]))
+    const n = await this.guard(() => this.pool.query(SQL.renew, [this.clock() + leaseMs, name, this.ownerId]))
     if (n.rowCount === 0) throw await this.lostClaim(name)
   }
 
   async release(name: string): Promise<void> {
-    await this.guard(() =>
-      this.pool.query(`UPDATE ${R} SET owner_id = NULL, owner_pid = NULL, owner_host = NULL, owner_expires = NULL WHERE name = $1 AND owner_id = $2`, [
-        name,
-        this.ownerId,
-      ]),
-    )
+    await this.guard(() => this.pool.query(SQL.release, [name, this.ownerId]))
     this.claims.delete(name)
-    this.bootstrapSums.delete(name)
+    this.bootstrapSums.drop(name)
     this.trees.drop(name)
   }
 
@@ -168,9 +151,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   }
 
   async get(name: string, key: string): Promise<StateRow | undefined> {
-    const { rows } = await this.guard(() =>
-      this.pool.query<DataRow>('SELECT key, seq, data FROM tidemark.replica_current WHERE name = $1 AND key = $2', [name, key]),
-    )
+    const { rows } = await this.guard(() => this.pool.query<DataRow>(SQL.currentRow, [name, key]))
     const r = rows[0]
     if (r === undefined) {
       await this.known(name)
@@ -180,13 +161,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   }
 
   async rows(name: string, after: string | null, limit: number): Promise<StateRow[]> {
-    const { rows } = await this.guard(() =>
-      this.pool.query<DataRow>('SELECT key, seq, data FROM tidemark.replica_current WHERE name = $1 AND key > $2 ORDER BY key LIMIT $3', [
-        name,
-        after ?? '',
-        limit,
-      ]),
-    )
+    const { rows } = await this.guard(() => this.pool.query<DataRow>(SQL.currentRows, [name, after ?? '', limit]))
     if (rows.length === 0) await this.known(name)
     return rows.map((r) => new StoredRow(r.key, r.seq, r.data))
   }
@@ -202,10 +177,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         this.pool,
         async (client) => {
           const r = await this.known(name, client)
-          const { rows } = await client.query<{ bucket: number; count: number; sum: Buffer }>(
-            `SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2 AND count > 0 ORDER BY bucket`,
-            [name, r.gen],
-          )
+          const { rows } = await client.query<{ bucket: number; count: number; sum: Buffer }>(SQL.leaves, [name, r.gen])
           return { seq: r.seq, gen: r.gen, leaves: rows.map((l) => ({ bucket: l.bucket, count: l.count, sum: bufferToHash(l.sum) })) }
         },
         'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
@@ -235,7 +207,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = 0 WHERE name = $2`, [JSON.stringify(progress), name])
       return progress
     })
-    this.bootstrapSums.set(name, new DigestSums(progress.gen))
+    this.bootstrapSums.begin(name, progress.gen)
     return progress
   }
 
@@ -259,7 +231,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
         keysDelta = w.keysDelta
       }
       chunkWritten(p, progress)
-      await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = bootstrap_keys + $2 WHERE name = $3`, [JSON.stringify(p), keysDelta, name])
+      await client.query(SQL.setProgress, [JSON.stringify(p), keysDelta, name])
       return p.gen
     })
   }
@@ -275,7 +247,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       await w.flush()
       sums?.merge(w.deltas, w.keysDelta)
       p.seq = Math.max(p.seq, upTo)
-      await client.query(`UPDATE ${R} SET bootstrap = $1, bootstrap_keys = bootstrap_keys + $2 WHERE name = $3`, [JSON.stringify(p), w.keysDelta, name])
+      await client.query(SQL.setProgress, [JSON.stringify(p), w.keysDelta, name])
       return p.gen
     })
   }
@@ -289,19 +261,14 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     name: string,
     fn: (client: pg.PoolClient, sums: DigestSums | undefined) => Promise<T>,
   ): Promise<T> {
-    const held = this.bootstrapSums.get(name)
-    this.bootstrapSums.delete(name)
-    const ticket = (this.bootstrapWrites.get(name) ?? 0) + 1
-    this.bootstrapWrites.set(name, ticket)
-    const result = await this.write((client) => fn(client, held))
-    const gen = typeof result === 'number' ? result : result.gen
-    if (held !== undefined && held.gen === gen && this.bootstrapWrites.get(name) === ticket) this.bootstrapSums.set(name, held)
+    const taken = this.bootstrapSums.take(name)
+    const result = await this.write((client) => fn(client, taken.sums))
+    this.bootstrapSums.keep(name, taken, typeof result === 'number' ? result : result.gen)
     return result
   }
 
   async finishBootstrap(name: string, hook?: ApplyHook<pg.ClientBase>): Promise<ReplicaState> {
-    const held = this.bootstrapSums.get(name)
-    this.bootstrapSums.delete(name)
+    const held = this.bootstrapSums.take(name).sums
     const row = await this.write(async (client) => {
       const r = await this.owned(client, name)
       const p = bootstrapping(r)
@@ -310,13 +277,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       const sums = held !== undefined && held.gen === p.gen && held.keys === Number(r.bootstrap_keys) ? held : await sumDigest(client, name, p.gen)
       await sums.write(client, name)
       const now = this.clock()
-      const { rows } = await client.query<ReplicaRow>(
-        `UPDATE ${R} SET gen = $1, epoch = $2, seq = $3, keys = bootstrap_keys, bootstrap = NULL, bootstrap_keys = 0, previous_gen = NULL,
-           applied_at = $4, source_head = greatest(source_head, $3),
-           behind_since = CASE WHEN $3 >= source_head THEN NULL ELSE coalesce(behind_since, $4) END
-         WHERE name = $5 RETURNING *`,
-        [p.gen, p.epoch, p.seq, now, name],
-      )
+      const { rows } = await client.query<ReplicaRow>(SQL.swap, [p.gen, p.epoch, p.seq, now, name])
       return rows[0] as ReplicaRow
     })
     this.logger.info({ replica: name, gen: row.gen, seq: row.seq, keys: row.keys }, `replica "${name}" is now at seq ${row.seq} (generation ${row.gen})`)
@@ -328,10 +289,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     const diff = new GenerationDiff(from, p.gen, p.seq, this.clock())
     for (let want = diff.wanted(); ; want = diff.wanted()) {
       if (want !== null) {
-        const page = await client.query<DataRow>(
-          `SELECT key, seq, data FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND data IS NOT NULL ORDER BY key LIMIT $4`,
-          [name, want.gen, want.after, want.limit],
-        )
+        const page = await client.query<DataRow>(SQL.genPage, [name, want.gen, want.after, want.limit])
         diff.give(page.rows)
         continue
       }
@@ -342,7 +300,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   }
 
   async cancelBootstrap(name: string): Promise<void> {
-    this.bootstrapSums.delete(name)
+    this.bootstrapSums.drop(name)
     await this.write(async (client) => {
       await this.owned(client, name)
       await client.query(`UPDATE ${R} SET bootstrap = NULL, bootstrap_keys = 0 WHERE name = $1`, [name])
@@ -357,20 +315,10 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     let kept: number[] | undefined
     for (;;) {
       const n = await this.write(async (client) => {
-        const r = await this.owned(client, name)
-        const keep = keptGenerations(r)
-        const { rows } = await client.query<{ gen: number }>(`SELECT gen FROM ${W} WHERE name = $1 AND gen <> ALL($2::int[]) LIMIT 1`, [name, keep])
-        const gen = rows[0]?.gen
-        if (gen === undefined) {
-          await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen <> ALL($2::int[])`, [name, keep])
-          kept = keep
-          return 0
-        }
-        const deleted = await client.query(
-          `DELETE FROM ${W} WHERE name = $1 AND gen = $2 AND key IN (SELECT key FROM ${W} WHERE name = $1 AND gen = $2 ORDER BY key LIMIT $3)`,
-          [name, gen, GC_CHUNK],
-        )
-        return deleted.rowCount ?? 0
+        const keep = keptGenerations(await this.owned(client, name))
+        const deleted = await collectStep(client, name, keep)
+        if (deleted === 0) kept = keep
+        return deleted
       })
       if (n === 0) break
       total += n
@@ -397,12 +345,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
       this.stageTree(name, w)
       const seq = Math.max(r.seq, upTo)
       const now = this.clock()
-      const { rows } = await client.query<ReplicaRow>(
-        `UPDATE ${R} SET seq = $1, keys = keys + $2, applied_at = $3, source_head = greatest(source_head, $1),
-           behind_since = CASE WHEN $1 >= source_head THEN NULL ELSE coalesce(behind_since, $4) END
-         WHERE name = $5 RETURNING *`,
-        [seq, w.keysDelta, seq > r.seq ? now : r.applied_at, now, name],
-      )
+      const { rows } = await client.query<ReplicaRow>(SQL.advance, [seq, w.keysDelta, seq > r.seq ? now : r.applied_at, now, name])
       return rows[0] as ReplicaRow
     })
     return toState(row)
@@ -410,14 +353,7 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
 
   async noteSourceHead(name: string, head: Seq): Promise<void> {
     const now = this.clock()
-    const n = await this.guard(() =>
-      this.pool.query(
-        `UPDATE ${R} SET source_head = greatest(source_head, $1), source_head_at = $2,
-           behind_since = CASE WHEN greatest(source_head, $1) > seq THEN coalesce(behind_since, $2) ELSE NULL END
-         WHERE name = $3 AND owner_id = $4`,
-        [head, now, name, this.ownerId],
-      ),
-    )
+    const n = await this.guard(() => this.pool.query(SQL.noteHead, [head, now, name, this.ownerId]))
     if (n.rowCount === 0) throw await this.lostClaim(name)
   }
 
@@ -450,46 +386,9 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   async rehash(name: string): Promise<RehashReport> {
     return this.write(async (client) => {
       const r = await this.owned(client, name)
-      const check = new RehashCheck()
-      let after = ''
-      for (;;) {
-        const page = (
-          await client.query<{ key: string; seq: number; data: string; hash: Buffer | null; bucket: number | null }>(
-            `SELECT key, seq, data, hash, bucket FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND data IS NOT NULL ORDER BY key LIMIT 1000`,
-            [name, r.gen, after],
-          )
-        ).rows
-        const stale: Array<{ key: string; hash: Buffer; bucket: number }> = []
-        for (const row of page) {
-          const right = check.row({ ...row, hash: row.hash === null ? null : bufferToHash(row.hash) })
-          if (right !== null) stale.push({ key: row.key, hash: hashToBuffer(right.hash), bucket: right.bucket })
-        }
-        if (stale.length > 0) {
-          await client.query(
-            `UPDATE ${W} w SET hash = u.hash, bucket = u.bucket FROM unnest($3::text[], $4::bytea[], $5::int[]) AS u(key, hash, bucket)
-             WHERE w.name = $1 AND w.gen = $2 AND w.key = u.key`,
-            [name, r.gen, stale.map((x) => x.key), stale.map((x) => x.hash), stale.map((x) => x.bucket)],
-          )
-        }
-        const last = page[page.length - 1]
-        if (last === undefined) break
-        after = last.key
-      }
-      const { rows: stored } = await client.query<{ bucket: number; count: number; sum: Buffer }>(`SELECT bucket, count, sum FROM ${D} WHERE name = $1 AND gen = $2`, [name, r.gen])
-      const { leaves, wrongBuckets } = check.compare(stored.map((l) => ({ bucket: l.bucket, count: l.count, sum: bufferToHash(l.sum) })))
-      if (wrongBuckets > 0) {
-        this.trees.drop(name)
-        await client.query(`DELETE FROM ${D} WHERE name = $1 AND gen = $2`, [name, r.gen])
-        await client.query(`INSERT INTO ${D} (name, gen, bucket, count, sum) SELECT $1, $2, * FROM unnest($3::int[], $4::bigint[], $5::bytea[])`, [
-          name,
-          r.gen,
-          leaves.map((l) => l.bucket),
-          leaves.map((l) => l.count),
-          leaves.map((l) => hashToBuffer(l.sum)),
-        ])
-      }
-      if (r.keys !== check.rows) await client.query(`UPDATE ${R} SET keys = $1 WHERE name = $2`, [check.rows, name])
-      return check.report(wrongBuckets)
+      const report = await rehashGeneration(client, name, r.gen, r.keys)
+      if (report.wrongBuckets > 0) this.trees.drop(name)
+      return report
     })
   }
 
@@ -509,21 +408,8 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
               this.logger.warn({ replica: name, err: error }, `replica "${name}": building its bucket index failed: ${String(error)}`),
             )
           }
-          const lists = new Map<number, BucketList>(buckets.map((bucket) => [bucket, { bucket, count: 0, sum: 0n, entries: [] }]))
-          // A row without a stored hash was written outside tidemark: only a deep run (rehash) sees it.
-          const { rows } = await client.query<{ bucket: number; key: string; seq: number; hash: Buffer }>(
-            `SELECT bucket, key, seq, hash FROM ${W} WHERE name = $1 AND gen = $2 AND bucket = ANY($3::int[]) AND data IS NOT NULL AND hash IS NOT NULL ORDER BY bucket, key`,
-            [name, r.gen, buckets],
-          )
-          for (const row of rows) {
-            const list = lists.get(row.bucket)
-            if (!list) continue
-            const hash = bufferToHash(row.hash)
-            list.entries.push({ key: row.key, seq: row.seq, hash } satisfies DigestEntry)
-            list.count++
-            list.sum = addHash(list.sum, hash)
-          }
-          return buckets.map((b) => lists.get(b) as BucketList)
+          const { rows } = await client.query<BucketRow>(SQL.bucketRows, [name, r.gen, buckets])
+          return bucketLists(buckets, rows)
         },
         'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
       ),
@@ -538,47 +424,19 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
   }
 
   async recordRun(name: string, run: ReconcileRun): Promise<number> {
-    return this.write(async (client) => {
-      await this.known(name, client)
-      const { rows } = await client.query<{ id: number }>('INSERT INTO tidemark.replica_runs (name, at, record) VALUES ($1, $2, $3) RETURNING id', [
-        name,
-        run.finishedAt,
-        JSON.stringify(run),
-      ])
-      await client.query(
-        'DELETE FROM tidemark.replica_runs WHERE name = $1 AND id NOT IN (SELECT id FROM tidemark.replica_runs WHERE name = $1 ORDER BY id DESC LIMIT $2)',
-        [name, RUNS_KEPT],
-      )
-      return (rows[0] as { id: number }).id
-    })
+    return this.write(async (client) => (await this.known(name, client), insertRun(client, name, run)))
   }
 
   async runs(name: string, limit = 10): Promise<ReconcileRun[]> {
-    const { rows } = await this.guard(() =>
-      this.pool.query<{ id: number; record: string }>('SELECT id, record FROM tidemark.replica_runs WHERE name = $1 ORDER BY id DESC LIMIT $2', [name, limit]),
-    )
-    return rows.map((r) => ({ ...(JSON.parse(r.record) as ReconcileRun), id: r.id }))
+    return this.guard(() => latestRuns(this.pool, name, limit))
   }
 
   async requestRun(name: string, request: { mode: ReconcileMode; deep: boolean }): Promise<number> {
-    return this.write(async (client) => {
-      await this.known(name, client)
-      const { rows } = await client.query<{ id: number }>(
-        'INSERT INTO tidemark.replica_requests (name, mode, deep, requested_at) VALUES ($1, $2, $3, $4) RETURNING id',
-        [name, request.mode, request.deep, this.clock()],
-      )
-      return (rows[0] as { id: number }).id
-    })
+    return this.write(async (client) => (await this.known(name, client), insertRequest(client, name, request, this.clock())))
   }
 
   async takeRunRequests(name: string): Promise<RunRequest[]> {
-    const { rows } = await this.guard(() =>
-      this.pool.query<{ id: number; mode: ReconcileMode; deep: boolean; requested_at: number }>(
-        'UPDATE tidemark.replica_requests SET taken_at = $1 WHERE name = $2 AND taken_at IS NULL RETURNING id, mode, deep, requested_at',
-        [this.clock(), name],
-      ),
-    )
-    return rows.map((r) => ({ id: r.id, mode: r.mode, deep: r.deep, requestedAt: r.requested_at })).sort((a, b) => a.id - b.id)
+    return this.guard(() => takeRequests(this.pool, name, this.clock()))
   }
 
   // ── helpers ───────────────────────────────────────────────────────────────────────────────────
@@ -632,47 +490,5 @@ export class PostgresReplicaStore implements ReplicaStore<pg.ClientBase> {
     const r = await this.row(db, name)
     if (r === undefined) throw unknownReplica(name, this.location)
     return r
-  }
-}
-
-/** Generation `gen`'s digest summed from its rows' stored hashes, read a page at a time. */
-async function sumDigest(client: pg.ClientBase, name: string, gen: number): Promise<DigestSums> {
-  const sums = new DigestSums(gen)
-  let after = ''
-  for (;;) {
-    const { rows } = await client.query<{ key: string; bucket: number; hash: Buffer }>(
-      `SELECT key, bucket, hash FROM ${W} WHERE name = $1 AND gen = $2 AND key > $3 AND hash IS NOT NULL ORDER BY key LIMIT 10000`,
-      [name, gen, after],
-    )
-    for (const r of rows) sums.add(r.bucket, r.hash)
-    if (rows.length < 10000) break
-    after = (rows[rows.length - 1] as { key: string }).key
-  }
-  return sums
-}
-
-/**
- * Whether snapshot rows can go in with a COPY, which cannot meet a key the generation holds: keys
- * strictly ascending and none in the generation between the first and the last.
- */
-async function copyable(client: pg.ClientBase, name: string, gen: number, rows: StateRow[]): Promise<boolean> {
-  if (rows.length === 0) return true
-  for (let i = 1; i < rows.length; i++) if (compareKeys((rows[i - 1] as StateRow).key, (rows[i] as StateRow).key) >= 0) return false
-  const { rows: held } = await client.query<{ any: boolean }>(
-    `SELECT EXISTS (SELECT 1 FROM ${W} WHERE name = $1 AND gen = $2 AND key >= $3 AND key <= $4) AS any`,
-    [name, gen, (rows[0] as StateRow).key, (rows[rows.length - 1] as StateRow).key],
-  )
-  return held[0]?.any !== true
-}
-
-async function runHook(hook: ApplyHook<pg.ClientBase>, change: Change, client: pg.ClientBase, cause: ApplyContext['cause']): Promise<void> {
-  try {
-    await hook(change, client, { cause })
-  } catch (error) {
-    // The hook's query met the database going away (a restart, a dropped connection): not a fault
-    // of the hook, and the replica must retry the transaction when the database is back, not stop.
-    const translated = translatePgError(error, "the replica's database")
-    if (translated instanceof StoreUnavailableError) throw translated
-    throw new ApplyFailedError(change.seq, change.key, error)
   }
 }

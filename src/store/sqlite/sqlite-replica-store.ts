@@ -1,19 +1,18 @@
-import type { Database, Statement } from 'better-sqlite3'
+import type { Database } from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { ApplyFailedError } from '../../errors.js'
 import type { DigestTree } from '../../digest/digest-tree.js'
-import { addHash, bufferToHash, hashToBuffer } from '../../digest/row-hash.js'
+import { bufferToHash, hashToBuffer } from '../../digest/row-hash.js'
 import { StoredRow } from '../../protocol/encoded.js'
-import { compareKeys } from '../../protocol/key-order.js'
-import type { BucketList, Change, DigestEntry, Seq, StateRow } from '../../protocol/types.js'
+import type { BucketList, Change, Seq, StateRow } from '../../protocol/types.js'
 import type { ReconcileMode, ReconcileRun, RunRequest } from '../../reconcile/run.js'
-import type { ApplyContext, ApplyHook, BootstrapProgress, ClaimOptions, RehashReport, RepairFix, ReplicaState, ReplicaStore } from '../replica-store.js'
+import type { ApplyHook, BootstrapProgress, ClaimOptions, RehashReport, RepairFix, ReplicaState, ReplicaStore } from '../replica-store.js'
 import { silentLogger, type DigestLeaf, type Logger } from '../store.js'
 import { openDatabase, translateError } from './database.js'
 import { DigestDeltas, FOLD_AT, ReplicaDigest } from './replica-digest.js'
 import { DEFAULT_LEASE_MS } from '../replica-lease.js'
-import { bucketIndexName, dropBucketIndex, ensureBucketIndex, migrateReplica } from './replica-schema.js'
+import { ensureBucketIndex, migrateReplica } from './replica-schema.js'
+import { collectStep } from './replica-gc.js'
 import { changeText, checkRepairAt, toState, type ReplicaRow } from '../replica-row.js'
 import { claimRequest, decideClaim, holds, logNewReplica, lostClaim, releaseAll, unknownReplica } from '../replica/claim.js'
 import { DigestTreeCache } from '../replica/digest-tree-cache.js'
@@ -21,11 +20,12 @@ import { GenerationDiff, type DataRow } from '../replica/generation-diff.js'
 import { bootstrapping, checkBuckets, checkComplete, checkHasCopy, chunkWritten, diffBase, keptGenerations, newProgress, nextGeneration } from '../replica/generations.js'
 import { RehashCheck } from '../replica/rehash.js'
 import { changesAbove } from '../replica/version-writer.js'
+import { bucketLists } from '../replica/bucket-lists.js'
+import { BucketRows } from './replica-buckets.js'
 import { SqliteGenWriter } from './replica-gen-writer.js'
+import { runHook } from './replica-hook.js'
 import { prepareReplicaStatements, type Statements } from './replica-statements.js'
 
-/** Rows deleted per transaction by the garbage collector. */
-const GC_CHUNK = 10_000
 /** Reconciliation runs kept per replica. */
 const RUNS_KEPT = 100
 
@@ -65,8 +65,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   private readonly deltas = new DigestDeltas()
   private readonly foldAt: number
   private readonly trees = new DigestTreeCache()
-  /** Bucket listings per generation (each names its generation's own partial index). */
-  private readonly bucketStatements = new Map<number, Statement>()
+  private readonly bucketRows: BucketRows
 
   /**
    * Opens (and creates, unless `create: false`) a SQLite file for replicas: WAL, busy timeout, and
@@ -109,6 +108,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     this.digest = new ReplicaDigest(db)
     this.digest.onAppend = (name, gen, packed) => this.trees.stage(name, gen, (tree) => tree.addPacked(packed))
     this.foldAt = options.digestFoldAt ?? FOLD_AT
+    this.bucketRows = new BucketRows(db)
   }
 
   // ── claims ────────────────────────────────────────────────────────────────────────────────────
@@ -259,7 +259,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       else {
         const change = diff.step()
         if (change === undefined) return
-        if (change !== null) this.runHook(hook, change, 'bootstrap')
+        if (change !== null) runHook(hook, change, this.db, 'bootstrap')
       }
     }
   }
@@ -274,7 +274,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   async collectGarbage(name: string): Promise<number> {
     let total = 0
     for (;;) {
-      const n = this.write(() => this.collectStep(name))
+      const n = this.write(() => collectStep(this.db, this.stmt, this.digest, this.bucketRows, name, keptGenerations(this.owned(name))))
       if (n === 0) break
       total += n
       // Short transactions with a turn of the event loop between them: the replicator goes on.
@@ -284,41 +284,8 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     return total
   }
 
-  /** Deletes up to GC_CHUNK rows of one generation that is neither current nor being built. */
-  private collectStep(name: string): number {
-    const r = this.owned(name)
-    const keep = keptGenerations(r)
-    const s = this.stmt
-    let gen = -1
-    for (;;) {
-      const next = s.nextRowGen.get(name, gen) as number | undefined
-      if (next === undefined) {
-        this.digest.dropAllBut(name, keep)
-        return 0
-      }
-      gen = next
-      if (!keep.includes(gen)) break
-    }
-    // Its index first, when no replica of the store uses the generation: deleting rows through it
-    // would cost an index write each.
-    if (s.genInUse.get(gen, gen, gen) === undefined) {
-      dropBucketIndex(this.db, gen)
-      this.bucketStatements.delete(gen)
-    }
-    const last = s.gcBoundary.get(name, gen, GC_CHUNK - 1) as string | undefined
-    if (last !== undefined) return s.deleteGenRowsUpTo.run(name, gen, last).changes
-    const n = s.deleteGenRows.run(name, gen).changes
-    this.digest.dropGen(name, gen)
-    return n
-  }
-
   // ── live ──────────────────────────────────────────────────────────────────────────────────────
 
-  /**
-   * The hook runs for every change above the checkpoint, in order, including a delete of a key the
-   * copy does not hold (the consumer's tables may hold it all the same). A replica without a copy
-   * (never bootstrapped, or rebound to another source) is refused: it must bootstrap first.
-   */
   async apply(name: string, changes: Change[], upTo: Seq, hook?: ApplyHook<Database>): Promise<ReplicaState> {
     const row = this.write((): ReplicaRow => {
         const r = this.owned(name)
@@ -327,7 +294,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
         // it wins; a delete removes the row outright (no tombstone is needed from here on).
         const w = this.writer(name, r.gen, false)
         if (hook === undefined) w.writeNewest(changes, r.seq, upTo)
-        else for (const c of changesAbove(changes, r.seq, upTo)) if (w.write(c.key, c.seq, changeText(c))) this.runHook(hook, c, 'apply')
+        else for (const c of changesAbove(changes, r.seq, upTo)) if (w.write(c.key, c.seq, changeText(c))) runHook(hook, c, this.db, 'apply')
         w.flush()
         const seq = Math.max(r.seq, upTo)
         const now = this.clock()
@@ -377,7 +344,7 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
       for (const fix of fixes) {
         const change = w.repair(fix, r.seq, ts)
         if (change !== null) n++
-        if (change !== null && hook) this.runHook(hook, change, 'repair')
+        if (change !== null && hook) runHook(hook, change, this.db, 'repair')
       }
       w.flush()
       if (w.keysDelta !== 0) this.stmt.addKeys.run(w.keysDelta, name)
@@ -416,40 +383,9 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
   async bucketEntries(name: string, buckets: number[]): Promise<BucketList[]> {
     checkBuckets(buckets)
     return this.db.transaction(() => {
-      const r = this.known(name)
-      return buckets.map((bucket): BucketList => {
-        const entries: DigestEntry[] = []
-        let sum = 0n
-        for (const row of this.bucketRows(r.gen).all(name, bucket) as Array<{ key: string; seq: number; hash: Buffer | null }>) {
-          // A row without a stored hash was written outside tidemark: only a deep run (rehash) sees it.
-          if (row.hash === null) continue
-          const hash = bufferToHash(row.hash)
-          entries.push({ key: row.key, seq: row.seq, hash })
-          sum = addHash(sum, hash)
-        }
-        entries.sort((a, b) => compareKeys(a.key, b.key))
-        return { bucket, count: entries.length, sum, entries }
-      })
+      const { gen } = this.known(name)
+      return bucketLists(buckets, buckets.flatMap((bucket) => this.bucketRows.read(name, gen, bucket)))
     })()
-  }
-
-  /**
-   * One bucket's rows of generation `gen`, through that generation's own bucket index (a partial
-   * index: the query must name the generation as a literal for SQLite to use it). An index missing
-   * (a store of schema 2 whose swap came before the upgrade cannot be: the upgrade builds them; one
-   * dropped by hand can) is rebuilt first, or the rows are scanned on a read-only connection.
-   */
-  private bucketRows(gen: number): Statement {
-    let stmt = this.bucketStatements.get(gen)
-    if (stmt) return stmt
-    const index = bucketIndexName(gen)
-    const exists = this.db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?`).get(index) !== undefined
-    if (!exists && !this.db.readonly) ensureBucketIndex(this.db, gen)
-    const using = exists || !this.db.readonly ? `INDEXED BY ${index}` : ''
-    stmt = this.db.prepare(`SELECT key, seq, hash FROM tidemark_replica_rows ${using} WHERE name = ? AND gen = ${gen} AND bucket = ? AND data IS NOT NULL`)
-    if (this.bucketStatements.size >= 8) this.bucketStatements.clear()
-    this.bucketStatements.set(gen, stmt)
-    return stmt
   }
 
   async recordRun(name: string, run: ReconcileRun): Promise<number> {
@@ -493,24 +429,6 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     }
   }
 
-  private runHook(hook: ApplyHook<Database>, change: Change, cause: ApplyContext['cause']): void {
-    let result: unknown
-    try {
-      result = hook(change, this.db, { cause })
-    } catch (error) {
-      throw new ApplyFailedError(change.seq, change.key, error)
-    }
-    if (isThenable(result)) {
-      // It will settle outside the transaction; keep its rejection from going unhandled.
-      result.then(undefined, () => {})
-      throw new ApplyFailedError(
-        change.seq,
-        change.key,
-        new TypeError('the apply hook returned a promise: it runs inside the SQLite transaction and must be synchronous (no async, no await)'),
-      )
-    }
-  }
-
   /** The replica's row, when this store instance holds its claim (checked inside every write). */
   private owned(name: string): ReplicaRow {
     const r = this.stmt.replica.get(name) as ReplicaRow | undefined
@@ -532,10 +450,3 @@ export class SqliteReplicaStore implements ReplicaStore<Database> {
     return new SqliteGenWriter(this.stmt, this.digest, this.deltas, name, gen, tombstones)
   }
 }
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as PromiseLike<unknown>).then === 'function'
-}
-
-
-
