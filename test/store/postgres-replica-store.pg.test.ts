@@ -24,7 +24,10 @@ replicaStoreContract<pg.ClientBase>({
       } else await tx.query('DELETE FROM projection WHERE key = $1', [c.key])
     }
     return {
-      store: () => PostgresReplicaStore.open(url),
+      store: (options) => PostgresReplicaStore.open(url, options),
+      async setOwner(name, o) {
+        await pool.query('UPDATE tidemark.replica_replicas SET owner_id = $1, owner_pid = $2, owner_host = $3, owner_expires = $4 WHERE name = $5', [o.id, o.pid, o.host, o.expires, name])
+      },
       hook,
       failingHook: (key: string) => async (c: Change, tx: pg.ClientBase) => {
         await hook(c, tx)

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict'
 import BetterSqlite3, { type Database } from 'better-sqlite3'
-import { spawn } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
-import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { addHash, bucketOf, rowHash, rowHashHex } from '../../src/digest/row-hash.js'
-import { ApplyFailedError, BadRequestError, ConflictError, NotAStoreError } from '../../src/errors.js'
+import { ApplyFailedError, BadRequestError, NotAStoreError } from '../../src/errors.js'
 import { StoredChange, StoredRow } from '../../src/protocol/encoded.js'
 import type { Change, Json, StateRow } from '../../src/protocol/types.js'
 import type { DigestLeaf } from '../../src/store/store.js'
@@ -16,7 +14,7 @@ import { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
 import { propertyParameters } from '../helpers/property.js'
 import { tmpDb, tmpDir } from '../helpers/tmp.js'
-import { replicaStoreContract } from './contract/replica-store-contract.js'
+import { listed, replicaStoreContract } from './contract/replica-store-contract.js'
 
 const FEED = 'customers'
 const SOURCE = 'http://source.test'
@@ -50,16 +48,7 @@ function bucketIndexes(db: Database): string[] {
   return db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'tidemark_replica_rows_bucket%' ORDER BY name`).pluck().all() as string[]
 }
 
-async function allRows(store: SqliteReplicaStore, name = FEED): Promise<Array<[string, number, Json | undefined]>> {
-  const out: Array<[string, number, Json | undefined]> = []
-  let after: string | null = null
-  for (;;) {
-    const page = await store.rows(name, after, 3)
-    for (const r of page) out.push([r.key, r.seq, r.data])
-    if (page.length < 3) return out
-    after = page[page.length - 1]!.key
-  }
-}
+const allRows = listed
 
 /** The digest recomputed from the current generation's rows, as the port returns it. */
 function recomputed(db: Database, name = FEED): DigestLeaf[] {
@@ -185,44 +174,13 @@ describe('SqliteReplicaStore', () => {
     await store.close()
   })
 
-  it('walks keys in SQLite’s (UTF-8) order when diffing', async () => {
+  it('sorts keys as compareKeys does (UTF-8 bytes), which the diff and the listings rely on (the contract checks them)', () => {
     const keys = ['a', 'z', '\u{e000}', '\u{fffd}', '\u{1f600}', '\u{10000}', 'é', 'ab']
-    const sorted = [...keys].sort(compareUtf8)
     const db = new BetterSqlite3(':memory:')
     db.exec('CREATE TABLE t (k TEXT PRIMARY KEY)')
     for (const k of keys) db.prepare('INSERT INTO t VALUES (?)').run(k)
-    assert.deepEqual(sorted, db.prepare('SELECT k FROM t ORDER BY k').pluck().all())
+    assert.deepEqual([...keys].sort(compareUtf8), db.prepare('SELECT k FROM t ORDER BY k').pluck().all())
     db.close()
-
-    const store = await claimed()
-    await bootstrap(store, keys.filter((_, i) => i % 2 === 0).map((k) => row(k, 1, 'old')), 1)
-    const seen: string[] = []
-    await bootstrap(store, keys.filter((_, i) => i % 3 === 0).map((k) => row(k, 1, 'old')), 2, (c) => {
-      seen.push(`${c.op} ${c.key}`)
-    })
-    const before = new Set(keys.filter((_, i) => i % 2 === 0))
-    const after = new Set(keys.filter((_, i) => i % 3 === 0))
-    const expected = sorted.flatMap((k) => (before.has(k) && !after.has(k) ? [`delete ${k}`] : !before.has(k) && after.has(k) ? [`upsert ${k}`] : []))
-    assert.deepEqual(seen, expected)
-    await store.close()
-  })
-
-  it('resumes a bootstrap after the store is closed and reopened', async () => {
-    const path = tmpDb('replica.db')
-    const first = await claimed(path)
-    const p = await first.beginBootstrap(FEED, 'e', 5)
-    await first.writeSnapshotChunk(FEED, [row('a', 1, 1), row('b', 2, 2)], { afterKey: 'b', readHead: 6, done: false })
-    await first.applyToBootstrap(FEED, [up(6, 'a', 'a6')], 6)
-    await first.close()
-
-    const second = await claimed(path)
-    const state = await second.state(FEED)
-    assert.deepEqual({ ...state?.bootstrap, startedAt: 0 }, { gen: p.gen, epoch: 'e', s0: 5, afterKey: 'b', snapshotDone: false, readHead: 6, seq: 6, startedAt: 0 })
-    await second.writeSnapshotChunk(FEED, [row('c', 3, 3)], { afterKey: 'c', readHead: 6, done: true })
-    const done = await second.finishBootstrap(FEED)
-    assert.equal(done.seq, 6)
-    assert.deepEqual(await allRows(second), [['a', 6, 'a6'], ['b', 2, 2], ['c', 3, 3]])
-    await second.close()
   })
 
   it('writes large snapshot chunks in batches, comparing only the keys already there', async () => {
@@ -277,71 +235,6 @@ describe('SqliteReplicaStore', () => {
     )
   })
 
-  it('refuses to make an incomplete bootstrap current', async () => {
-    const store = await claimed()
-    await store.beginBootstrap(FEED, 'e', 5)
-    await store.writeSnapshotChunk(FEED, [row('a', 1, 1)], { afterKey: 'a', readHead: 5, done: false })
-    await rejectsWith(store.finishBootstrap(FEED), Error, /not complete/)
-    await store.writeSnapshotChunk(FEED, [], { afterKey: 'a', readHead: 8, done: true })
-    await rejectsWith(store.finishBootstrap(FEED), Error, /log applied to 5 of at least 8/)
-    await store.applyToBootstrap(FEED, [], 8)
-    assert.equal((await store.finishBootstrap(FEED)).seq, 8)
-    await store.close()
-  })
-
-  it('keeps the higher seq between snapshot rows and log changes, deletes included', async () => {
-    const store = await claimed()
-    await store.beginBootstrap(FEED, 'e', 10)
-    // The log arrives before the snapshot's (older) rows of the same keys.
-    await store.applyToBootstrap(FEED, [up(11, 'a', 'log'), del(12, 'b'), up(13, 'x', 'x'), del(14, 'x')], 14)
-    await store.writeSnapshotChunk(
-      FEED,
-      [row('a', 5, 'snap'), row('b', 6, 'snap'), row('c', 7, 'snap'), row('d', 15, 'snap'), row('x', 3, 'snap')],
-      { afterKey: 'x', readHead: 15, done: true },
-    )
-    // And the log goes on: an older delete does not remove the newer snapshot row.
-    await store.applyToBootstrap(FEED, [up(15, 'd', 'log15'), del(16, 'c')], 16)
-    await store.applyToBootstrap(FEED, [del(15, 'd')], 16)
-    const state = await store.finishBootstrap(FEED)
-    assert.deepEqual(await allRows(store), [['a', 11, 'log'], ['d', 15, 'snap']])
-    assert.equal(state.keys, 2)
-    assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
-    await store.close()
-  })
-
-  it('applies live changes once: twice the same changes is one effect and one hook call', async () => {
-    const store = await claimed()
-    await bootstrap(store, [row('a', 1, 1)], 1)
-    store.db.exec('CREATE TABLE projection (key TEXT PRIMARY KEY, value TEXT)')
-    const calls: number[] = []
-    const hook = (c: Change, db: Database) => {
-      calls.push(c.seq)
-      if (c.op === 'upsert') db.prepare('INSERT OR REPLACE INTO projection VALUES (?, ?)').run(c.key, JSON.stringify(c.data))
-      else db.prepare('DELETE FROM projection WHERE key = ?').run(c.key)
-    }
-    const batch = [up(2, 'b', 'b', 3), up(3, 'a', 'a3', 3), del(4, 'b'), up(5, 'c', { c: 1 })]
-    const s1 = await store.apply(FEED, batch, 5, hook)
-    const s2 = await store.apply(FEED, batch, 5, hook)
-    const s3 = await store.apply(FEED, batch.slice(2), 5, hook)
-    assert.deepEqual(calls, [2, 3, 4, 5])
-    assert.equal(s1.seq, 5)
-    assert.equal(s1.keys, 2)
-    assert.deepEqual(s2, s1)
-    assert.deepEqual(s3, s1)
-    assert.deepEqual(await allRows(store), [['a', 3, 'a3'], ['c', 5, { c: 1 }]])
-    assert.deepEqual(store.db.prepare('SELECT key, value FROM projection ORDER BY key').all(), [
-      { key: 'a', value: '"a3"' },
-      { key: 'c', value: '{"c":1}' },
-    ])
-    // A batch that overlaps the checkpoint applies only what is above it.
-    await store.apply(FEED, [up(5, 'c', 'stale'), up(6, 'd', 'd')], 6, hook)
-    assert.deepEqual(calls, [2, 3, 4, 5, 6])
-    assert.deepEqual(await store.get(FEED, 'c'), new StoredRow('c', 5, '{"c":1}'))
-    assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
-    assert.equal((await store.digestLeaves(FEED)).seq, 6)
-    await store.close()
-  })
-
   it('rolls everything back when the hook throws, naming seq and key', async () => {
     const store = await claimed()
     await bootstrap(store, [row('a', 1, 1)], 1)
@@ -372,26 +265,6 @@ describe('SqliteReplicaStore', () => {
       /must be synchronous/,
     )
     assert.deepEqual(await store.state(FEED), before)
-    await store.close()
-  })
-
-  it('rolls back the swap when the hook throws in finishBootstrap', async () => {
-    const store = await claimed()
-    await bootstrap(store, [row('a', 1, 1)], 1)
-    await store.beginBootstrap(FEED, 'e2', 3)
-    await store.writeSnapshotChunk(FEED, [row('b', 3, 3)], { afterKey: 'b', readHead: 3, done: true })
-    await rejectsWith(
-      store.finishBootstrap(FEED, (c) => {
-        if (c.op === 'upsert') throw new Error('no')
-      }),
-      ApplyFailedError,
-      /change 3 \(key "b"\)/,
-    )
-    const state = await store.state(FEED)
-    assert.equal(state?.gen, 1)
-    assert.equal(state?.bootstrap?.gen, 2)
-    assert.deepEqual(await allRows(store), [['a', 1, 1]])
-    assert.equal((await store.finishBootstrap(FEED)).gen, 2)
     await store.close()
   })
 
@@ -536,128 +409,6 @@ describe('SqliteReplicaStore', () => {
     )
   })
 
-  describe('claims', () => {
-    it('refuses a second replicator while the first holds the replica, and lets it in once released', async () => {
-      const path = tmpDb('replica.db')
-      const first = await claimed(path)
-      const second = SqliteReplicaStore.open(path)
-      await rejectsWith(
-        second.claim(FEED, FEED, SOURCE),
-        ConflictError,
-        new RegExp(`replica "customers" in .*replica\\.db is being replicated by pid ${process.pid} on host .* \\(lease until .*\\): stop it first`),
-      )
-      // Writing without a claim is refused as well.
-      await rejectsWith(second.beginBootstrap(FEED, 'e', 0), ConflictError, /not claimed/)
-      await first.release(FEED)
-      await second.claim(FEED, FEED, SOURCE)
-      await rejectsWith(first.beginBootstrap(FEED, 'e', 0), ConflictError, /not claimed/)
-      await first.close()
-      await second.close()
-    })
-
-    it('refuses while another live process on this host holds the lease', async () => {
-      const path = tmpDb('replica.db')
-      const store = SqliteReplicaStore.open(path)
-      await store.claim(FEED, FEED, SOURCE)
-      await store.release(FEED)
-      const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' })
-      try {
-        store.db
-          .prepare('UPDATE tidemark_replica_replicas SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?')
-          .run('other', child.pid, hostname(), Date.now() + 60_000, FEED)
-        await rejectsWith(store.claim(FEED, FEED, SOURCE), ConflictError, new RegExp(`pid ${child.pid} on host`))
-        child.kill('SIGKILL')
-        await new Promise((resolve) => child.once('exit', resolve))
-        // Its process is gone: taken over at once, lease or not.
-        const state = await store.claim(FEED, FEED, SOURCE)
-        assert.equal(state.name, FEED)
-        const owner = store.db.prepare('SELECT owner_pid, owner_host FROM tidemark_replica_replicas WHERE name = ?').get(FEED)
-        assert.deepEqual(owner, { owner_pid: process.pid, owner_host: hostname() })
-      } finally {
-        child.kill('SIGKILL')
-      }
-      await store.close()
-    })
-
-    it('waits for the lease of another host, then takes over', async () => {
-      let now = 10_000
-      const store = SqliteReplicaStore.open(tmpDb('replica.db'), { clock: () => now })
-      await store.claim(FEED, FEED, SOURCE)
-      await store.release(FEED)
-      store.db
-        .prepare('UPDATE tidemark_replica_replicas SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?')
-        .run('other', 1, 'elsewhere', now + 5000, FEED)
-      await rejectsWith(store.claim(FEED, FEED, SOURCE), ConflictError, /pid 1 on host elsewhere/)
-      now += 5000
-      await store.claim(FEED, FEED, SOURCE)
-      await store.close()
-    })
-
-    it('renews; a replicator that lost its claim stops writing', async () => {
-      let now = 0
-      const path = tmpDb('replica.db')
-      const first = SqliteReplicaStore.open(path, { clock: () => now })
-      await first.claim(FEED, FEED, SOURCE, { leaseMs: 1000 })
-      await bootstrap(first, [row('a', 1, 1)], 1)
-      now = 900
-      await first.renew(FEED)
-      const second = SqliteReplicaStore.open(path, { clock: () => now })
-      now = 1800
-      await rejectsWith(second.claim(FEED, FEED, SOURCE), ConflictError, /being replicated/)
-      now = 1901
-      await second.claim(FEED, FEED, SOURCE)
-      await rejectsWith(first.apply(FEED, [up(2, 'b', 2)], 2), ConflictError, /lost the claim on replica "customers".*pid \d+ on host/)
-      await rejectsWith(first.renew(FEED), ConflictError, /lost the claim/)
-      await rejectsWith(first.noteSourceHead(FEED, 9), ConflictError, /lost the claim/)
-      assert.equal((await second.apply(FEED, [up(2, 'b', 2)], 2)).seq, 2)
-      await first.close()
-      // Closing the first did not release the second's claim.
-      assert.equal((await second.apply(FEED, [up(3, 'c', 3)], 3)).seq, 3)
-      await second.close()
-    })
-
-    it('refuses another feed or source unless forced; forcing rebinds to an empty copy, and the hook moves from the old one', async () => {
-      const store = await claimed()
-      await bootstrap(store, [row('a', 1, 1), row('b', 1, 2)], 1)
-      await bootstrap(store, [row('a', 1, 1), row('b', 1, 2)], 1)
-      await rejectsWith(
-        store.claim(FEED, 'orders', SOURCE),
-        ConflictError,
-        /copies feed "customers" from http:\/\/source\.test, not feed "orders" from http:\/\/source\.test/,
-      )
-      await rejectsWith(store.claim(FEED, FEED, 'http://other.test'), ConflictError, /not feed "customers" from http:\/\/other\.test/)
-      const rebound = await store.claim(FEED, FEED, 'http://other.test', { force: true })
-      assert.equal(rebound.source, 'http://other.test')
-      assert.deepEqual([rebound.epoch, rebound.seq, rebound.gen, rebound.keys, rebound.bootstrap], [null, 0, 0, 0, null])
-      assert.deepEqual(await store.rows(FEED, null, 10), [])
-      // The generation the consumer's tables reflect stays for the next swap's diff; the older one goes.
-      assert.equal(await store.collectGarbage(FEED), 2)
-      await store.claim(FEED, FEED, 'http://third.test', { force: true })
-      const seen: string[] = []
-      const state = await bootstrap(store, [row('b', 7, 2), row('c', 8, 3)], 9, (c) => {
-        seen.push(`${c.op} ${c.key}`)
-      })
-      assert.deepEqual(seen, ['delete a', 'upsert b', 'upsert c'])
-      assert.equal(state.seq, 9)
-      assert.equal(state.gen, 3)
-      assert.deepEqual(await allRows(store), [['b', 7, 2], ['c', 8, 3]])
-      assert.equal(await store.collectGarbage(FEED), 2)
-      assert.deepEqual((await store.digestLeaves(FEED)).leaves, recomputed(store.db))
-      await store.close()
-    })
-
-    it('holds several replicas in one store', async () => {
-      const store = SqliteReplicaStore.open(tmpDb('replica.db'))
-      await store.claim('a', 'customers', SOURCE)
-      await store.claim('b', 'orders', SOURCE)
-      await bootstrap(store, [row('k', 1, 'customer')], 1, undefined, 'a')
-      await bootstrap(store, [row('k', 1, 'order')], 1, undefined, 'b')
-      assert.deepEqual((await store.list()).map((s) => [s.name, s.feed, s.keys]), [['a', 'customers', 1], ['b', 'orders', 1]])
-      assert.deepEqual((await store.get('b', 'k'))?.data, 'order')
-      await store.close()
-    })
-  })
-
   it('drops old generations only', async () => {
     const store = await claimed()
     const many = Array.from({ length: 25_000 }, (_, i) => row(`k${String(i).padStart(6, '0')}`, 1, i))
@@ -772,10 +523,13 @@ replicaStoreContract<Database>({
       } else tx.prepare('DELETE FROM projection WHERE key = ?').run(c.key)
     }
     return {
-      async store() {
-        const store = SqliteReplicaStore.open(path)
+      async store(options) {
+        const store = SqliteReplicaStore.open(path, options)
         stores.push(store)
         return store
+      },
+      async setOwner(name, o) {
+        db.prepare('UPDATE tidemark_replica_replicas SET owner_id = ?, owner_pid = ?, owner_host = ?, owner_expires = ? WHERE name = ?').run(o.id, o.pid, o.host, o.expires, name)
       },
       hook,
       failingHook: (key: string) => (c: Change, tx: Database) => {

@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises'
 import type pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
 import { RowHasher } from '../../digest/row-hash.js'
+import { compareKeys } from '../../protocol/key-order.js'
 import type { StateRow } from '../../protocol/types.js'
 import { rowText } from '../replica-row.js'
 import type { DigestSums } from './replica-digest-sums.js'
@@ -117,4 +118,18 @@ function writeText(b: Buffer, o: number, s: string): number {
   const n = b.write(s, o + 4)
   int32(b, o, n)
   return o + 4 + n
+}
+
+/**
+ * Whether snapshot rows can go in with a COPY, which cannot meet a key the generation holds: keys
+ * strictly ascending and none in the generation between the first and the last.
+ */
+export async function copyable(client: pg.ClientBase, name: string, gen: number, rows: StateRow[]): Promise<boolean> {
+  if (rows.length === 0) return true
+  for (let i = 1; i < rows.length; i++) if (compareKeys((rows[i - 1] as StateRow).key, (rows[i] as StateRow).key) >= 0) return false
+  const { rows: held } = await client.query<{ any: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM tidemark.replica_rows WHERE name = $1 AND gen = $2 AND key >= $3 AND key <= $4) AS any`,
+    [name, gen, (rows[0] as StateRow).key, (rows[rows.length - 1] as StateRow).key],
+  )
+  return held[0]?.any !== true
 }

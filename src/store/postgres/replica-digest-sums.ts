@@ -119,3 +119,52 @@ export class DigestSums {
     this.laneAdds[bucket] = 0
   }
 }
+
+/** Generation `gen`'s digest summed from its rows' stored hashes, read a page at a time. */
+export async function sumDigest(client: pg.ClientBase, name: string, gen: number): Promise<DigestSums> {
+  const sums = new DigestSums(gen)
+  let after = ''
+  for (;;) {
+    const { rows } = await client.query<{ key: string; bucket: number; hash: Buffer }>(
+      `SELECT key, bucket, hash FROM tidemark.replica_rows WHERE name = $1 AND gen = $2 AND key > $3 AND hash IS NOT NULL ORDER BY key LIMIT 10000`,
+      [name, gen, after],
+    )
+    for (const r of rows) sums.add(r.bucket, r.hash)
+    if (rows.length < 10000) break
+    after = (rows[rows.length - 1] as { key: string }).key
+  }
+  return sums
+}
+
+/**
+ * Per replica bootstrapping through one store instance: the new generation's digest so far, trusted
+ * only while every write to the generation since beginBootstrap went through that instance and
+ * succeeded (dropped on any failure, claim or overlap; finishBootstrap then sums the stored hashes).
+ */
+export class HeldSums {
+  private readonly sums = new Map<string, DigestSums>()
+  private readonly tickets = new Map<string, number>()
+
+  /** A bootstrap begun at generation `gen`: its sums start empty. */
+  begin(name: string, gen: number): void {
+    this.sums.set(name, new DigestSums(gen))
+  }
+
+  /** Takes the sums out for one write (none held: undefined); put them back with `keep` once it committed. */
+  take(name: string): { sums: DigestSums | undefined; ticket: number } {
+    const sums = this.sums.get(name)
+    this.sums.delete(name)
+    const ticket = (this.tickets.get(name) ?? 0) + 1
+    this.tickets.set(name, ticket)
+    return { sums, ticket }
+  }
+
+  /** Keeps the sums after a committed write to generation `gen`, when no other write to the replica overlapped it. */
+  keep(name: string, taken: { sums: DigestSums | undefined; ticket: number }, gen: number): void {
+    if (taken.sums !== undefined && taken.sums.gen === gen && this.tickets.get(name) === taken.ticket) this.sums.set(name, taken.sums)
+  }
+
+  drop(name: string): void {
+    this.sums.delete(name)
+  }
+}
