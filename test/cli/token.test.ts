@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { tmpDir } from '../helpers/tmp.js'
-import { collect, failsWith, ok, spawnTidemark, tidemark } from './run-cli.js'
+import { failsWith, ok, startServe, tidemark } from './run-cli.js'
 
 const SECRET = /^tmk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/
 
@@ -26,18 +26,7 @@ describe('tidemark token', () => {
     assert.doesNotMatch(json, new RegExp(secret!.slice(-20)))
     assert.doesNotMatch(json, /hash/)
 
-    const server = spawnTidemark(['serve', db, '--port', '0'])
-    server.stdin?.end()
-    const done = collect(server)
-    const url = await new Promise<string>((resolve, reject) => {
-      let seen = ''
-      server.stderr?.on('data', (d: Buffer | string) => {
-        seen += String(d)
-        const m = /^tidemark serving .* at (https?:\/\/\S+)$/m.exec(seen)
-        if (m) resolve(m[1]!)
-      })
-      void done.then((r) => reject(new Error(`serve exited ${r.code}: ${r.stderr}`)))
-    })
+    const { child: server, url, done } = await startServe([db, '--port', '0'])
     try {
       const as = (token?: string) => (token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
       assert.equal((await fetch(`${url}/v1/feeds`)).status, 401, 'a store with tokens: every request needs one')
