@@ -16,6 +16,7 @@ import { registerResetEpoch } from './commands/reset-epoch.js'
 import { registerRetention } from './commands/retention.js'
 import { registerServe } from './commands/serve.js'
 import { registerStatus } from './commands/status.js'
+import { registerToken } from './commands/token.js'
 import { registerTrack } from './commands/track.js'
 import { registerUntrack } from './commands/untrack.js'
 import { registerWrite } from './commands/write.js'
@@ -38,6 +39,7 @@ const COMMANDS: readonly Registrar[] = [
   registerStatus,
   registerVerify,
   registerRepair,
+  registerToken,
 ]
 
 process.exitCode = await runCli(process.argv, COMMANDS)

@@ -1,34 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
-import { BadRequestError, TidemarkError } from '../errors.js'
-import type { AuthRequest } from '../server/feed-server.js'
-
-export type Authorize = (request: AuthRequest) => void
-
-/**
- * `tidemark serve --token …`: every request must carry one of the tokens as `Authorization: Bearer
- * <token>`. Tokens are compared as SHA-256 digests in constant time, so the time taken does not
- * tell how much of a guess was right. No tokens: undefined, and the server is open.
- */
-export function tokenAuthorizer(tokens: readonly string[]): Authorize | undefined {
-  if (tokens.length === 0) return undefined
-  // A blank token would be accepted from anyone who sends "Bearer " with nothing after it, or
-  // (filtered out) would leave the server open: either way not what the operator meant.
-  for (const t of tokens) checkToken(t, 'a token')
-  const accepted = tokens.map(digest)
-  return ({ token }) => {
-    if (token === undefined || token === '') {
-      throw new TidemarkError('unauthorized', 'this feed server needs a bearer token: send "Authorization: Bearer <token>"')
-    }
-    const given = digest(token)
-    let ok = false
-    for (const a of accepted) ok = timingSafeEqual(a, given) || ok
-    if (!ok) throw new TidemarkError('unauthorized', 'the bearer token is not one this feed server accepts')
-  }
-}
-
-function digest(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest()
-}
+import { BadRequestError } from '../errors.js'
 
 /**
  * Tokens from `--token` (repeatable) or else from the comma-separated `TIDEMARK_TOKENS`. An empty

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify'
+import type { Scope } from './tokens.js'
 
-/** What `authorize` is asked about, before every /v1 request is handled. */
+/** What `authorize` is asked about, before every request to a route that is not public (route-table.ts). */
 export interface AuthRequest {
   /** The bearer token of the `Authorization: Bearer …` header; undefined without one. */
   token: string | undefined
@@ -8,6 +9,10 @@ export interface AuthRequest {
   feed: string | undefined
   /** The route's pattern, e.g. `/v1/feeds/:feed/changes`. */
   route: string
+  /** The scopes of which the token must hold one (or `admin`), from the route table (route-table.ts). */
+  scopes?: readonly Scope[]
+  /** The answer names every feed (`/metrics`): only a token over every feed may have it. */
+  everyFeed?: boolean
 }
 
 /** Refuses by throwing `TidemarkError('unauthorized' | 'forbidden')`; returning allows. */

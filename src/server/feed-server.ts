@@ -24,6 +24,7 @@ import { feedsRoutes } from './routes/feeds.js'
 import { keysRoute } from './routes/keys.js'
 import { opsRoutes } from './routes/ops.js'
 import { rowsRoute } from './routes/rows.js'
+import { routeAccess } from './route-table.js'
 import { snapshotRoute } from './routes/snapshot.js'
 
 export type { AuthRequest } from './auth.js'
@@ -171,9 +172,10 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
         )
       }
     }
-    if (authorize && route?.startsWith('/v1/')) {
-      const feed = (request.params as { feed?: string } | undefined)?.feed
-      await authorize({ token: bearerToken(request), feed, route })
+    const access = route === undefined ? undefined : routeAccess(request.method, route)
+    if (authorize && route !== undefined && access !== undefined && !('public' in access)) {
+      const feed = access.feed === 'one' ? (request.params as { feed?: string } | undefined)?.feed : undefined
+      await authorize({ token: bearerToken(request), feed, route, scopes: access.scopes, everyFeed: access.feed === 'every' })
     }
   })
 
@@ -190,6 +192,13 @@ export async function createFeedServer(options: FeedServerOptions): Promise<Feed
     return sendError(reply, new BadRequestError(`no such route: ${request.method} ${path}`), logger, 404)
   })
 
+  // Every route must be in the route table, which says who may call it: one missing is a bug
+  // caught here, at start, not a route served without a check.
+  app.addHook('onRoute', (route) => {
+    for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
+      if (routeAccess(method, route.url) === undefined) throw new Error(`${method} ${route.url} is not in the route table (src/server/route-table.ts)`)
+    }
+  })
   feedsRoutes(app, ctx)
   changesRoute(app, ctx)
   snapshotRoute(app, ctx)

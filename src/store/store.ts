@@ -15,6 +15,7 @@ import type {
   TrackedTable,
   WriteOp,
 } from '../protocol/types.js'
+import type { TokenTable } from './token-table.js'
 
 export interface Logger {
   debug(obj: object, msg?: string): void
@@ -72,6 +73,9 @@ export interface MaintainResult {
 export interface SourceStore {
   /** Where the store is, for messages (never includes a password). */
   readonly location: string
+
+  /** The feed server's bearer tokens, kept in the source so that every feed server over it agrees. */
+  readonly tokens: TokenTable
 
   listFeeds(): Promise<FeedInfo[]>
   /** Throws UnknownFeedError. */

@@ -77,3 +77,24 @@ export function failsWith(result: CliResult, code: number, message: RegExp): voi
   assert.match(result.stderr, message)
   assert.doesNotMatch(result.stderr, /\n\s+at /)
 }
+
+/** Starts `tidemark serve` and resolves with the URL it prints once listening. */
+export async function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string; done: Promise<CliResult> }> {
+  const child = spawnTidemark(['serve', ...args], { env })
+  child.stdin?.end()
+  const done = collect(child)
+  const url = await new Promise<string>((resolve, reject) => {
+    let seen = ''
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${seen}`)), 15_000)
+    child.stderr?.on('data', (d: Buffer | string) => {
+      seen += String(d)
+      const m = /^tidemark serving .* at (https?:\/\/\S+)$/m.exec(seen)
+      if (m) {
+        clearTimeout(timer)
+        resolve(m[1] as string)
+      }
+    })
+    void done.then((r) => reject(new Error(`serve exited ${r.code}: ${r.stderr}`)))
+  })
+  return { child, url, done }
+}

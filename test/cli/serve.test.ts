@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import type { ChildProcess } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { copyFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -7,28 +6,9 @@ import { describe, it } from 'node:test'
 import { isLoopback } from '../../src/cli/commands/serve.js'
 import { testCa } from '../helpers/tls.js'
 import { tmpDir } from '../helpers/tmp.js'
-import { collect, failsWith, ok, spawnTidemark, tidemark, type CliResult } from './run-cli.js'
+import { failsWith, ok, startServe, tidemark } from './run-cli.js'
 
-/** Starts `tidemark serve` and resolves with the URL it prints once listening. */
-async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string; done: Promise<CliResult> }> {
-  const child = spawnTidemark(['serve', ...args], { env })
-  child.stdin?.end()
-  const done = collect(child)
-  const url = await new Promise<string>((resolve, reject) => {
-    let seen = ''
-    const timer = setTimeout(() => reject(new Error(`serve did not start: ${seen}`)), 15_000)
-    child.stderr?.on('data', (d: Buffer | string) => {
-      seen += String(d)
-      const m = /^tidemark serving .* at (https?:\/\/\S+)$/m.exec(seen)
-      if (m) {
-        clearTimeout(timer)
-        resolve(m[1] as string)
-      }
-    })
-    void done.then((r) => reject(new Error(`serve exited ${r.code}: ${r.stderr}`)))
-  })
-  return { child, url, done }
-}
+const serve = startServe
 
 describe('tidemark serve', () => {
   it('serves on the port it was given (0: any), asks for a token, stops on SIGTERM with exit 0', async () => {

@@ -400,10 +400,12 @@ describe('feed server: operations', () => {
     const all = await fx.server.app.inject({ url: '/v1/feeds', headers: { authorization: 'Bearer all' } })
     assert.deepEqual((all.json() as FeedInfo[]).map((f) => f.name), ['customers', 'secret'])
     checkError(await fx.server.app.inject({ url: '/v1/feeds', headers: { authorization: 'Basic abc' } }), 401, 'unauthorized')
-    // Operators' endpoints are not behind it.
+    // The health check and the dashboard's page hold no data and are not behind it; /metrics is.
     asked.length = 0
-    for (const url of ['/healthz', '/metrics', '/']) assert.equal((await fx.server.app.inject({ url })).statusCode, 200)
+    for (const url of ['/healthz', '/']) assert.equal((await fx.server.app.inject({ url })).statusCode, 200)
     assert.equal(asked.length, 0)
+    checkError(await fx.server.app.inject({ url: '/metrics' }), 401, 'unauthorized')
+    assert.deepEqual(asked, [{ token: undefined, feed: undefined, route: '/metrics' }])
   })
 
   it('maps a failing authorize hook to 500 internal', async () => {

@@ -208,7 +208,7 @@ describe('SQLite source schema 2 → 4', () => {
       const check = new Database(path, { readonly: true })
       try {
         assert.equal(check.prepare(`SELECT value FROM tidemark_meta WHERE name = 'schema'`).pluck().get(), String(SCHEMA_VERSION))
-        assert.equal(SCHEMA_VERSION, 4)
+        assert.equal(SCHEMA_VERSION, 5)
         // Upgrade 3 computed every bucket; upgrade 4 moved them into the bucket lists' own table.
         const rows = check.prepare('SELECT key, bucket FROM tidemark_state_buckets').all() as Array<{ key: string; bucket: number }>
         assert.equal(rows.length, 12_500)

@@ -8,7 +8,7 @@ import type { RunningRelays } from '../../relay/relay-feeds.js'
 import type { Registrar } from '../cli.js'
 import { collect, examples, parseDurationOption, parsePort } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
-import { tokenAuthorizer, tokensFrom } from '../token-auth.js'
+import { tokensFrom } from '../token-auth.js'
 
 interface ServeOptions {
   host: string
@@ -32,7 +32,11 @@ export const registerServe: Registrar = (program, cli) => {
     .argument('<db>', 'the source: a SQLite file or a postgres:// URL')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port to listen on (0: any free port)', parsePort, 7480)
-    .option('--token <token>', 'accept this bearer token (repeatable; default: $TIDEMARK_TOKENS, comma-separated; none: no auth, on 127.0.0.1 only)', collect)
+    .option(
+      '--token <token>',
+      'the simple case: accept this bearer token as an admin token over every feed (repeatable; default: $TIDEMARK_TOKENS, comma-separated). Scoped tokens: `tidemark token create`. Neither: no auth, on 127.0.0.1 only',
+      collect,
+    )
     .option('--insecure-no-auth', 'serve without tokens on an address other computers can reach (anyone who reaches it reads every feed)')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate (chain), PEM; with --tls-key. SIGHUP reloads both without dropping connections')
     .option('--tls-key <file>', "the certificate's private key, PEM")
@@ -70,11 +74,14 @@ ${examples([
         store = await cli.openStore(db)
         // Loaded when serve runs, so that the other commands do not pay for loading fastify.
         const { createFeedServer } = await import('../../server/feed-server.js')
-        const authorize = tokenAuthorizer(tokensFrom(options.token, process.env.TIDEMARK_TOKENS))
+        const { tokenAuthorizer } = await import('../../server/tokens.js')
+        // The store's tokens (`tidemark token create`) and --token's admin tokens, if any of either.
+        const adminTokens = tokensFrom(options.token, process.env.TIDEMARK_TOKENS)
+        const authorize = await tokenAuthorizer(store.tokens, { adminTokens, logger: cli.logger('auth') })
         if (!authorize && !options.insecureNoAuth && !isLoopback(options.host)) {
           throw new BadRequestError(
             `refusing to serve ${options.host} without tokens: anyone who can reach that address could read, export and verify every feed. ` +
-              'Give --token (or TIDEMARK_TOKENS), listen on 127.0.0.1, or pass --insecure-no-auth if the network itself is trusted',
+              'Give --token (or TIDEMARK_TOKENS) or create tokens with `tidemark token create`, listen on 127.0.0.1, or pass --insecure-no-auth if the network itself is trusted',
           )
         }
         const tls = tlsFiles(options)
@@ -90,7 +97,7 @@ ${examples([
           throw listenError(error, options)
         })
         if (!authorize && !isLoopback(options.host)) log.warn({}, `--insecure-no-auth: anyone who can reach ${url} can read every feed`)
-        else if (!authorize) log.warn({}, 'no --token given: every process on this machine can read every feed')
+        else if (!authorize) log.warn({}, 'no --token given and no tokens in the store: every process on this machine can read every feed')
         if (tls) {
           const running = server
           // New connections get the new certificate; open ones (long-polls) keep theirs.

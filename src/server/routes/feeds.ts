@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { TidemarkError } from '../../errors.js'
 import type { FeedInfo } from '../../protocol/types.js'
 import { bearerToken } from '../auth.js'
+import { routeAccess } from '../route-table.js'
 import type { RouteContext } from './context.js'
 
 /** `GET /v1/feeds` and `GET /v1/feeds/:feed`: FeedInfo. */
@@ -14,10 +15,12 @@ export function feedsRoutes(app: FastifyInstance, ctx: RouteContext): void {
       // A token scoped to some feeds lists only those: the others are `forbidden` to it.
       const token = bearerToken(request)
       const route = request.routeOptions.url ?? '/v1/feeds'
+      const access = routeAccess('GET', route)
+      const scopes = access !== undefined && 'scopes' in access ? access.scopes : []
       visible = []
       for (const f of feeds) {
         try {
-          await authorize({ token, feed: f.name, route })
+          await authorize({ token, feed: f.name, route, scopes })
           visible.push(f)
         } catch (error) {
           if (!(error instanceof TidemarkError && error.code === 'forbidden')) throw error

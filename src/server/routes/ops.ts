@@ -3,7 +3,7 @@ import { DASHBOARD_HTML } from '../dashboard.js'
 import { PROTOCOL_VERSION, type HealthResponse } from '../http-protocol.js'
 import type { RouteContext } from './context.js'
 
-/** `GET /healthz`, `GET /metrics` and the dashboard at `GET /`: for operators, not behind `authorize`. */
+/** `GET /healthz`, `GET /metrics` and the dashboard at `GET /`: for operators; /metrics needs a `report` token over every feed (route-table.ts). */
 export function opsRoutes(app: FastifyInstance, ctx: RouteContext): void {
   app.get('/healthz', async (_request, reply) => {
     const body: HealthResponse = { ok: true, protocol: PROTOCOL_VERSION }

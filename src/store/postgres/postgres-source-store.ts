@@ -27,6 +27,8 @@ import { PgIndexer } from './indexer.js'
 import { migrate, OP_DELETE, OP_UPSERT } from './schema.js'
 import { checkRestore } from './restore-check.js'
 import { Sequencer } from './sequencer.js'
+import { PostgresTokenTable } from './tokens.js'
+import type { TokenTable } from '../token-table.js'
 
 /** Rows read from the log per query. */
 const PAGE = 1000
@@ -60,6 +62,7 @@ export interface PostgresSourceStoreOptions {
  */
 export class PostgresSourceStore implements SourceStore {
   readonly location: string
+  readonly tokens: TokenTable
   private readonly sequencer: Sequencer
   private readonly indexer: PgIndexer
   private readonly watcher: HeadWatcher
@@ -71,6 +74,7 @@ export class PostgresSourceStore implements SourceStore {
     private readonly logger: Logger,
   ) {
     this.location = redactUrl(url)
+    this.tokens = new PostgresTokenTable(pool, this.location)
     this.sequencer = new Sequencer(pool)
     this.indexer = new PgIndexer(pool)
     this.watcher = new HeadWatcher(url, this.sequencer, (feeds) => this.heads(feeds), logger)

@@ -18,6 +18,7 @@ import { installMissingTruncateCapture, reinstallCaptureFunctions } from './capt
  *   the indexer, exact as of feeds.digest_seq; `bucket` (the key's digest bucket) is indexed with
  *   the key, so that reconciliation reads one bucket's keys in key order. Keys sort with COLLATE "C" (UTF-8 byte order, as
  *   SQLite's BINARY and protocol/key-order.ts).
+ * - tokens: the feed server's bearer tokens (migration 5), read by every feed server over the database.
  */
 
 /**
@@ -125,6 +126,25 @@ CREATE TABLE tidemark.digest (
   },
   // 4: capture triggers insert into the queue's current partition by name (capture.ts, enqueue).
   (client) => reinstallCaptureFunctions(client),
+  // 5: the feed server's bearer tokens (store/token-table.ts), secrets only as hashes; a name is
+  // unique among the tokens not revoked. Idempotent, as the others: a database set back to an older
+  // version (a test does) runs it again.
+  `
+CREATE TABLE IF NOT EXISTS tidemark.tokens (
+  id text PRIMARY KEY,
+  name text NOT NULL,
+  feeds text,
+  scopes text NOT NULL,
+  hash text NOT NULL,
+  previous_hash text,
+  previous_until bigint,
+  created_at bigint NOT NULL,
+  expires_at bigint,
+  revoked_at bigint,
+  last_used_at bigint
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tokens_live_name ON tidemark.tokens (name) WHERE revoked_at IS NULL;
+`,
 ]
 
 /** Creates or upgrades the source's tables; refuses a schema newer than this tidemark knows. */

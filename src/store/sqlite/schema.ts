@@ -13,8 +13,9 @@ import { NotAStoreError, SchemaTooNewError, StoreUnavailableError } from '../../
  *   hash the digest holds for the key; `bucket` is the key's digest bucket (`bucketOf`), indexed with
  *   the key so that reconciliation reads one bucket's keys in key order.
  * - tidemark_digest: per leaf bucket, count and sum (16 bytes, big-endian) as of the feed's digest_seq.
+ * - tidemark_tokens: the feed server's bearer tokens, secrets only as hashes (store/token-table.ts).
  */
-export const SCHEMA_VERSION = 4
+export const SCHEMA_VERSION = 5
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS tidemark_meta (
@@ -70,6 +71,20 @@ CREATE TABLE IF NOT EXISTS tidemark_digest (
   sum BLOB NOT NULL,
   PRIMARY KEY (feed, bucket)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tidemark_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  feeds TEXT,
+  scopes TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  previous_hash TEXT,
+  previous_until INTEGER,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  revoked_at INTEGER,
+  last_used_at INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tidemark_tokens_live_name ON tidemark_tokens (name) WHERE revoked_at IS NULL;
 `
 
 
@@ -86,6 +101,8 @@ const BACKFILL_CHUNK = 5000
  *   took every new key at a random place in the indexer's short transactions) to their own table,
  *   `tidemark_state_buckets`, which the indexer fills in bulk from the keys it queues in
  *   `tidemark_unfiled` (indexer.ts, fileBuckets). The state's `bucket` column is no longer read.
+ * - 5: the feed server's tokens, `tidemark_tokens`: a new table, made by the DDL above (which runs
+ *   on every open), so the upgrade itself has nothing to do.
  */
 const UPGRADES: Record<number, (db: Database) => void> = {
   2: (db) => db.exec('DROP TRIGGER IF EXISTS tidemark_changes_to_state;'),

@@ -28,6 +28,8 @@ import { DigestTree } from '../../digest/digest-tree.js'
 import { RestoreMarks } from './restore-marks.js'
 import { checkSourceSchema, OP_UPSERT } from './schema.js'
 import { ensureFeedRow, newEpoch, SqliteSource } from './sqlite-source.js'
+import { SqliteTokenTable } from './tokens.js'
+import type { TokenTable } from '../token-table.js'
 
 /** Rows read from the log per short read transaction. */
 const PAGE = 1000
@@ -61,6 +63,7 @@ export interface SqliteSourceStoreOptions {
 /** The source side of the store port on a SQLite file (the owner's own database file). */
 export class SqliteSourceStore implements SourceStore {
   readonly location: string
+  readonly tokens: TokenTable
   private readonly db: Database
   /** The writer; none on a read-only store. */
   private readonly source: SqliteSource | undefined
@@ -104,6 +107,8 @@ export class SqliteSourceStore implements SourceStore {
     this.logger = logger
     this.readonly = readonly
     this.source = readonly ? undefined : new SqliteSource(db)
+    // After the writer, which creates or upgrades the schema (the table is schema 5's).
+    this.tokens = new SqliteTokenTable(db)
     this.indexer = new Indexer(db)
     this.indexer.onFold = (feed, from, to, deltas) => {
       const cached = this.trees.get(feed)
