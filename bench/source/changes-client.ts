@@ -27,10 +27,12 @@ interface Line {
 
 export class ChangesClient {
   private readonly client: Client
+  private readonly headers: Record<string, string>
 
-  /** `ca`: for an https:// server, the certificate authority to trust (PEM). */
-  constructor(baseUrl: string, options: { ca?: Buffer } = {}) {
+  /** `ca`: for an https:// server, the certificate authority to trust (PEM); `token`: sent as a bearer token. */
+  constructor(baseUrl: string, options: { ca?: Buffer; token?: string } = {}) {
     this.client = new Client(baseUrl, { keepAliveTimeout: 60_000, ...(options.ca ? { connect: { ca: options.ca } } : {}) })
+    this.headers = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }
   }
 
   /** One request: `after`, `limit` and `wait` as in the protocol. Throws on an error status or line, or a cut body. */
@@ -38,7 +40,7 @@ export class ChangesClient {
     let path = `/v1/feeds/${encodeURIComponent(feed)}/changes?after=${after}`
     if (options.limit !== undefined) path += `&limit=${options.limit}`
     if (options.wait !== undefined) path += `&wait=${options.wait}`
-    const res = await this.client.request({ method: 'GET', path })
+    const res = await this.client.request({ method: 'GET', path, headers: this.headers })
     if (res.statusCode !== 200) {
       throw new Error(`GET ${path}: HTTP ${res.statusCode}: ${await res.body.text()}`)
     }

@@ -4,7 +4,8 @@
  * measurements behind the digest's hash and bucket count. docs/bench.md explains each figure.
  */
 import { join } from 'node:path'
-import { createFeedServer } from '../../src/server/feed-server.js'
+import { createFeedServer, type FeedServerOptions } from '../../src/server/feed-server.js'
+import { createToken, tokenAuthorizer } from '../../src/server/tokens.js'
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
 import { atLeast, atMost, gc, median, percentile, TempDirs } from '../harness.js'
 import { ChangesClient } from '../source/changes-client.js'
@@ -180,6 +181,7 @@ async function feedServerFigures(ctx: BenchContext, sizes: Sizes): Promise<void>
       ctx.report({ figure: `long-poll wake-up p${p}, commit by another process`, value: percentile(lat.childLongPoll, p), unit: 'ms', baseline: plain })
     }
     await tlsFigures(ctx, sizes, { path, waits, temp, client, plainLongPollP50: percentile(lat.longPoll, 50) })
+    await tokenFigures(ctx, sizes, { path, waits, temp, client, plainLongPollP50: percentile(lat.longPoll, 50) })
   } finally {
     await client?.close()
     await server.close()
@@ -204,32 +206,64 @@ async function tlsFigures(
     ctx.log(`TLS figures skipped: cannot make a test certificate with openssl (${(error as Error).message})`)
     return
   }
-  const server = await createFeedServer({ store: run.waits.store, maintainEveryMs: 0, tls: { cert: certificate.cert, key: certificate.key } })
-  const client = new ChangesClient((await server.listen({ host: '127.0.0.1', port: 0 })).url, { ca: certificate.ca })
+  await compareWithPlain(ctx, sizes, run, { tls: { cert: certificate.cert, key: certificate.key } }, { ca: certificate.ca }, {
+    log: 'HTTPS',
+    reads: `changes read over HTTPS (${sizes.httpChanges.toLocaleString('en-US')} changes)`,
+    readsBaseline: 'plain HTTP, same rounds',
+    longPoll: 'long-poll wake-up p50 over TLS, commit in-process',
+    longPollBaseline: 'plain HTTP long-poll p50',
+  })
+}
+
+/**
+ * The same reads and long-polls with scoped-token checks on (issue 15): a second server over the
+ * same store asks every request for a `read` token of the store's token table; reads alternate
+ * rounds without and with the checks.
+ */
+async function tokenFigures(
+  ctx: BenchContext,
+  sizes: Sizes,
+  run: { path: string; waits: WaitSignal; temp: TempDirs; client: ChangesClient; plainLongPollP50: number },
+): Promise<void> {
+  const { secret } = await createToken(run.waits.store.tokens, { name: `bench-${Date.now()}`, feeds: ['customers', 'live'], scopes: ['read'] })
+  const authorize = await tokenAuthorizer(run.waits.store.tokens)
+  await compareWithPlain(ctx, sizes, run, authorize ? { authorize } : {}, { token: secret }, {
+    log: 'with token checks',
+    reads: `changes read over HTTP with scoped-token checks (${sizes.httpChanges.toLocaleString('en-US')} changes)`,
+    readsBaseline: 'no token checks, same rounds',
+    longPoll: 'long-poll wake-up p50 with scoped-token checks, commit in-process',
+    longPollBaseline: 'no token checks, long-poll p50',
+  })
+}
+
+/**
+ * A second server over the same store with `serverOptions`, read in rounds alternating with the
+ * plain server, then long-polled: each figure reported next to the plain one of this run.
+ */
+async function compareWithPlain(
+  ctx: BenchContext,
+  sizes: Sizes,
+  run: { path: string; waits: WaitSignal; temp: TempDirs; client: ChangesClient; plainLongPollP50: number },
+  serverOptions: Partial<FeedServerOptions>,
+  clientOptions: ConstructorParameters<typeof ChangesClient>[1],
+  names: { log: string; reads: string; readsBaseline: string; longPoll: string; longPollBaseline: string },
+): Promise<void> {
+  const server = await createFeedServer({ ...serverOptions, store: run.waits.store, maintainEveryMs: 0 })
+  const client = new ChangesClient((await server.listen({ host: '127.0.0.1', port: 0 })).url, clientOptions)
   try {
     const plain: number[] = []
-    const tls: number[] = []
+    const other: number[] = []
     for (let round = 0; round < sizes.readRounds; round++) {
       ctx.signal.throwIfAborted()
       gc()
       plain.push((await readOverHttp(run.client, 'customers', sizes.httpChanges, 100_000)).rate)
       gc()
-      tls.push((await readOverHttp(client, 'customers', sizes.httpChanges, 100_000)).rate)
+      other.push((await readOverHttp(client, 'customers', sizes.httpChanges, 100_000)).rate)
     }
-    ctx.log(`changes read: HTTPS ${Math.round(median(tls))}/s, HTTP ${Math.round(median(plain))}/s`)
-    ctx.report({
-      figure: `changes read over HTTPS (${sizes.httpChanges.toLocaleString('en-US')} changes)`,
-      value: median(tls),
-      unit: 'changes/s',
-      baseline: { name: 'plain HTTP, same rounds', value: median(plain) },
-    })
+    ctx.log(`changes read: ${names.log} ${Math.round(median(other))}/s, plain ${Math.round(median(plain))}/s`)
+    ctx.report({ figure: names.reads, value: median(other), unit: 'changes/s', baseline: { name: names.readsBaseline, value: median(plain) } })
     const lat = await measureLongPoll({ path: run.path, feed: 'live', client, waits: run.waits, temp: run.temp, commits: sizes.commits, signal: ctx.signal })
-    ctx.report({
-      figure: 'long-poll wake-up p50 over TLS, commit in-process',
-      value: percentile(lat.longPoll, 50),
-      unit: 'ms',
-      baseline: { name: 'plain HTTP long-poll p50', value: run.plainLongPollP50 },
-    })
+    ctx.report({ figure: names.longPoll, value: percentile(lat.longPoll, 50), unit: 'ms', baseline: { name: names.longPollBaseline, value: run.plainLongPollP50 } })
   } finally {
     await client.close()
     await server.close()
