@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { ConflictError, TidemarkError } from '../../errors.js'
+import { BadRequestError, ConflictError, TidemarkError } from '../../errors.js'
 import type { ReconcileMode, ReconcileRun } from '../../reconcile/run.js'
 import type { ReplicaState, ReplicaStore } from '../../store/replica-store.js'
 import type { Cli, Registrar } from '../cli.js'
@@ -110,15 +110,25 @@ async function reconcileFile(cli: Cli, db: string, mode: ReconcileMode, options:
   try {
     const state = await pickReplica(store, db, options.name)
     const deep = options.deep === true
+    const source = new HttpFeedSource(options.source ?? state.source, feedServerClient(options))
     try {
       await store.claim(state.name, state.feed, state.source)
     } catch (error) {
+      await source.close()
       if (!(error instanceof ConflictError)) throw error
-      // A replicator holds it: ask it, so the run happens between its transactions, with its hook.
+      // A replicator holds it: ask it, so the run happens between its transactions, with its hook —
+      // against its own source. A --source naming another one cannot be honoured then: checking the
+      // replicator's source instead would answer a question the operator did not ask (a server that
+      // is down reported "intact").
+      if (source.description !== state.source) {
+        throw new BadRequestError(
+          `--source ${source.description} cannot be honoured: replica "${state.name}" is held by a running replicator, which ${mode}s against its own source ${state.source}; ` +
+            'stop the replicator to check against another source, or leave --source out',
+        )
+      }
       cli.note(`replica "${state.name}" is held by a running replicator: asking it to ${mode}`)
       return await askReplicator(store, state.name, mode, deep, options.wait)
     }
-    const source = new HttpFeedSource(options.source ?? state.source, feedServerClient(options))
     try {
       const run = await reconcile({ source, feed: state.feed, store, name: state.name, mode, deep, trigger: 'demand' })
       if (mode === 'repair' && run.repaired > 0) {
