@@ -1,5 +1,5 @@
 import { resolve } from 'node:path'
-import { TidemarkError } from '../../errors.js'
+import { EXIT, TidemarkError } from '../../errors.js'
 import type { Registrar } from '../cli.js'
 import { examples } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
@@ -46,7 +46,7 @@ ${examples(['tidemark demo', 'tidemark demo --dir demo --keep && tidemark status
       } catch (error) {
         if (controller.signal.aborted) {
           cli.note(`tidemark: demo ${(controller.signal.reason as Error).message}; cleaned up`)
-          process.exit(130)
+          process.exit(EXIT.interrupted)
         }
         throw error
       } finally {
