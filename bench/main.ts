@@ -7,10 +7,11 @@
  * Prints one table (figure | value | baseline | ratio | target | ok) on stdout, progress on
  * stderr, and writes every figure to a JSON file. With `--compare`, also each figure beside the
  * committed baseline (bench/baselines/), REGRESSION where it got 15 % or more worse. Exit codes:
- * 0 done, 1 a suite failed to run, 2 bad usage, 3 a regression. A missed target is reported in
+ * 0 done, 1 a suite failed to run, 64 bad usage (the CLI's EXIT.usage), 3 a regression. A missed target is reported in
  * the table ("NO"), not through the exit code.
  */
 import { parseArgs } from 'node:util'
+import { EXIT } from '../src/errors.js'
 import {
   BASELINE_DIR,
   bestOf,
@@ -94,7 +95,7 @@ async function main(): Promise<number> {
     }).values
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`)
-    return 2
+    return EXIT.usage
   }
   if (args.help) {
     process.stdout.write(`${USAGE}\n`)
@@ -104,12 +105,12 @@ async function main(): Promise<number> {
   const unknown = only?.filter((name) => !SUITES.some((s) => s.name === name)) ?? []
   if (unknown.length > 0) {
     process.stderr.write(`no suite named ${unknown.join(', ')}: there are ${SUITES.map((s) => s.name).join(', ')}\n`)
-    return 2
+    return EXIT.usage
   }
   const confirm = Number(args.confirm)
   if (!Number.isInteger(confirm) || confirm < 0 || confirm > 5) {
     process.stderr.write(`--confirm takes a whole number from 0 to 5, not "${args.confirm}"\n`)
-    return 2
+    return EXIT.usage
   }
   const suites = only ? SUITES.filter((s) => only.includes(s.name)) : SUITES
   const mode: Mode = args.quick ? 'quick' : 'full'

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url'
 import type { Registrar } from '../src/cli/cli.js'
 import { examples } from '../src/cli/options.js'
 import { stopSignal } from '../src/cli/stop-signal.js'
-import { TidemarkError } from '../src/errors.js'
+import { EXIT, TidemarkError } from '../src/errors.js'
 
 /** The CLI beside this file's compiled or source copy of the library (build/src/cli/main.js or src/cli/main.ts). */
 const TIDEMARK_CLI = fileURLToPath(new URL(`../src/cli/main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url))
@@ -49,7 +49,7 @@ ${examples(['npm run demo', 'npm run demo -- --dir demo --keep && npx tidemark s
       } catch (error) {
         if (controller.signal.aborted) {
           cli.note(`tidemark: demo ${(controller.signal.reason as Error).message}; cleaned up`)
-          process.exit(130)
+          process.exit(EXIT.interrupted)
         }
         throw error
       } finally {

@@ -21,6 +21,7 @@ export const ERROR_CODES = [
   'rate-limited',
   'conflict',
   'protocol',
+  'not-a-feed-server',
   'apply-failed',
   'internal',
 ] as const
@@ -44,30 +45,67 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   'rate-limited': 429,
   conflict: 409,
   protocol: 502,
+  'not-a-feed-server': 502,
   'apply-failed': 500,
   internal: 500,
 }
 
-/** CLI exit codes: 1 is a usage/bad-input problem, 2 a history problem, 3 a broken peer or store, 4 a failing projection hook. */
+/**
+ * The CLI's exit statuses, every command's (docs/cli.md has the table, and a test holds the two
+ * together). Where a BSD sysexits code says the same thing it is used (64 usage, 70 software, 78
+ * configuration); the small numbers are tidemark's own. 1 is never set on purpose: node exits 1
+ * when it cannot even start the program. `npm run bench` uses `usage` too.
+ */
+export const EXIT = {
+  /** Done (verify/repair: intact, or repaired). */
+  ok: 0,
+  /** The source's history went away under the replica (log truncated, epoch changed): re-bootstrap. */
+  history: 2,
+  /** A store, broker or feed server cannot be used right now, or broke its side of the protocol. */
+  unavailable: 3,
+  /** The replica's projection hook threw. */
+  applyFailed: 4,
+  /** The operation conflicts with the current state (a replica held elsewhere or bound to another source). */
+  conflict: 5,
+  /** No feed of that name. */
+  unknownFeed: 6,
+  /** The feed server refused the token. */
+  unauthorized: 7,
+  /** verify: drift found (or the source's history went back). */
+  drift: 10,
+  /** verify/repair: could not check. */
+  unchecked: 11,
+  /** The command line is wrong: an unknown option, a missing argument, a value that is not valid. */
+  usage: 64,
+  /** A bug: an error nobody planned for. */
+  unexpected: 70,
+  /** The configuration points at the wrong thing (a URL that is not a tidemark feed server). */
+  config: 78,
+  /** Stopped by SIGINT/SIGTERM before it finished (export, import), or a second signal while closing. */
+  interrupted: 130,
+} as const
+
+/** Which exit status each error code ends a command with: the one mapping of typed errors to exit codes. */
 export const EXIT_CODE: Record<ErrorCode, number> = {
-  'bad-request': 1,
-  'unknown-feed': 1,
-  'too-large': 1,
-  unauthorized: 1,
-  forbidden: 1,
-  conflict: 1,
-  'log-truncated': 2,
-  'epoch-changed': 2,
-  'not-a-store': 3,
-  'schema-too-new': 3,
-  'digest-damaged': 3,
-  'store-unavailable': 3,
-  'broker-unavailable': 3,
-  busy: 3,
-  'rate-limited': 3,
-  protocol: 3,
-  'apply-failed': 4,
-  internal: 70,
+  'bad-request': EXIT.usage,
+  'too-large': EXIT.usage,
+  'unknown-feed': EXIT.unknownFeed,
+  unauthorized: EXIT.unauthorized,
+  forbidden: EXIT.unauthorized,
+  conflict: EXIT.conflict,
+  'log-truncated': EXIT.history,
+  'epoch-changed': EXIT.history,
+  'not-a-store': EXIT.unavailable,
+  'schema-too-new': EXIT.unavailable,
+  'digest-damaged': EXIT.unavailable,
+  'store-unavailable': EXIT.unavailable,
+  'broker-unavailable': EXIT.unavailable,
+  busy: EXIT.unavailable,
+  'rate-limited': EXIT.unavailable,
+  protocol: EXIT.unavailable,
+  'not-a-feed-server': EXIT.config,
+  'apply-failed': EXIT.applyFailed,
+  internal: EXIT.unexpected,
 }
 
 export class TidemarkError extends Error {
@@ -226,6 +264,17 @@ export class ProtocolError extends TidemarkError {
   constructor(message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
     super('protocol', message, options)
     this.name = 'ProtocolError'
+  }
+}
+
+/**
+ * An HTTP server answered, but not as a tidemark feed server does (no protocol header): the URL
+ * points at something else — a web server, a proxy's page. Asking again will not change that.
+ */
+export class NotAFeedServerError extends TidemarkError {
+  constructor(message: string, options: { details?: Record<string, unknown> } = {}) {
+    super('not-a-feed-server', message, options)
+    this.name = 'NotAFeedServerError'
   }
 }
 

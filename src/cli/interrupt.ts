@@ -1,3 +1,4 @@
+import { EXIT } from '../errors.js'
 import type { Cli } from './cli.js'
 import { stopSignal } from './stop-signal.js'
 
@@ -6,7 +7,7 @@ export interface Interrupt {
   readonly signal: AbortSignal
   /**
    * Call with the command's failure once it has cleaned up: when a signal caused it, says what was
-   * left (one line) and exits 130, as a shell expects of an interrupted command; otherwise rethrows.
+   * left (one line) and exits EXIT.interrupted (130), as a shell expects of an interrupted command; otherwise rethrows.
    */
   fail(error: unknown, left: string): never
   dispose(): void
@@ -26,7 +27,7 @@ export function interruptible(cli: Cli): Interrupt {
     fail(error, left) {
       if (by === undefined) throw error
       cli.note(`tidemark: stopped by ${by}: ${left}`)
-      process.exit(130)
+      process.exit(EXIT.interrupted)
     },
     dispose: () => stop.dispose(),
   }

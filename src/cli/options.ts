@@ -3,7 +3,7 @@ import { parseDuration } from './duration.js'
 
 /**
  * Parsers for commander option and argument values. They throw commander's InvalidArgumentError,
- * which commander reports as a usage error (exit 1) naming the option.
+ * which commander reports as a usage error (exit 64, EXIT.usage) naming the option.
  */
 
 /** A whole number ≥ 0 (positions such as `--after`). */

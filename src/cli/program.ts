@@ -35,7 +35,7 @@ export function createProgram(cli: Cli, commands: readonly Registrar[]): Command
         'tidemark feeds shop.db',
         'tidemark serve shop.db --port 7480 --token "$TOKEN"',
         'tidemark <command> --help',
-      ]),
+      ]) + '\nExit codes (every command): 0 done, 64 usage, 70 a bug; the whole table is in docs/cli.md.\n',
     )
   program.hook('preAction', (_program, action) => {
     cli.verbose = Boolean(action.optsWithGlobals<{ verbose?: boolean }>().verbose)

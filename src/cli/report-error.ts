@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander'
-import { EXIT_CODE, isTidemarkError } from '../errors.js'
+import { EXIT, EXIT_CODE, isTidemarkError } from '../errors.js'
 import { OutputClosedError } from './output.js'
 
 /**
@@ -13,17 +13,16 @@ export class CommandExit extends Error {
   }
 }
 
-/** Exit code of an error nobody planned for (BSD's EX_SOFTWARE). */
-export const EXIT_UNEXPECTED = 70
-
 /**
  * Reports an error the way the CLI promises: one line `tidemark: <message>` on stderr — with the
  * cause when it says something the message does not — and the stack traces only with --verbose.
- * Returns the exit code: EXIT_CODE for a TidemarkError, commander's own (1) for usage errors, 70 otherwise.
+ * Returns the exit code: EXIT_CODE for a TidemarkError, EXIT.usage for commander's usage errors, EXIT.unexpected otherwise.
  */
 export function reportError(error: unknown, options: { verbose: boolean; write: (text: string) => void }): number {
-  // Commander has already printed its message (through configureOutput); help and version exit 0.
-  if (error instanceof CommanderError || error instanceof CommandExit) return error.exitCode
+  // Commander has already printed its message (through configureOutput); help and version exit 0,
+  // and every other exit of commander's (its own 1) is a usage error.
+  if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage
+  if (error instanceof CommandExit) return error.exitCode
   // The reader closed the pipe (`tidemark dump … | head`): that is how such a pipeline ends.
   if (error instanceof OutputClosedError) return 0
 
@@ -42,7 +41,7 @@ export function reportError(error: unknown, options: { verbose: boolean; write: 
     }
   }
   if (known) return EXIT_CODE[error.code]
-  return EXIT_UNEXPECTED
+  return EXIT.unexpected
 }
 
 function oneLine(text: string): string {

@@ -1,3 +1,5 @@
+import { EXIT } from '../errors.js'
+
 /**
  * How long-running commands (`serve`, `replicate`) stop: the first SIGINT or SIGTERM asks them to
  * close cleanly; a second one exits at once (exit 130), for when closing itself hangs.
@@ -17,7 +19,7 @@ export function stopSignal(note: (text: string) => void): StopSignal {
     if (++count === 1) resolve(signal)
     else {
       note(`tidemark: ${signal} again: exiting without closing cleanly`)
-      process.exit(130)
+      process.exit(EXIT.interrupted)
     }
   }
   process.on('SIGINT', handler)

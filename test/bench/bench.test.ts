@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { formatTable, makeFigure, percentile, type BenchResult } from '../../bench/harness.js'
 import { SUITES } from '../../bench/suites/index.js'
+import { EXIT } from '../../src/errors.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 async function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -54,12 +55,12 @@ describe('bench', () => {
     }
   })
 
-  it('refuses an unknown suite and bad flags with exit code 2', async () => {
+  it(`refuses an unknown suite and bad flags with the CLI's usage exit code (${EXIT.usage})`, async () => {
     const unknown = await runBench(['--only', 'nope'])
-    assert.equal(unknown.code, 2)
+    assert.equal(unknown.code, EXIT.usage)
     assert.match(unknown.stderr, /no suite named nope/)
     const bad = await runBench(['--fast'])
-    assert.equal(bad.code, 2)
+    assert.equal(bad.code, EXIT.usage)
   })
 
   it('computes ratios, costs and targets, and aligns the table', () => {

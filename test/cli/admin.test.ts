@@ -5,6 +5,7 @@ import { describe, it } from 'node:test'
 import type { FeedInfo } from '../../src/protocol/types.js'
 import { SqliteSource } from '../../src/store/sqlite/sqlite-source.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { EXIT } from '../../src/errors.js'
 import { failsWith, ok, tidemark, tidemarkAll } from './run-cli.js'
 
 /** An owner's database with a table to capture, one with a BLOB column, and a table without tidemark. */
@@ -98,17 +99,17 @@ describe('tidemark feeds, track, untrack, reset-epoch, retention', () => {
       [['retention', db, 'orders', '--changes', '0']],
     ])
     const [noColumn, noTable, blob, apiFeed, noKey, badAge, notTracked, untrackUnknown, resetUnknown, retentionUnknown, zero] = results
-    failsWith(noColumn!, 1, /table "customers" has no column "customer_id" \(it has id, name\)/)
-    failsWith(noTable!, 1, /no table "nope" in this database/)
-    failsWith(blob!, 1, /cannot capture BLOB columns as JSON: image of table "pictures"/)
-    failsWith(apiFeed!, 1, /feed "orders" already has 1 changes written through the API/)
-    failsWith(noKey!, 1, /required option '--key <column>' not specified/)
-    failsWith(badAge!, 1, /option '--retain-age <duration>' argument 'soon' is invalid\. Invalid duration "soon"/)
-    failsWith(notTracked!, 1, /feed "orders" does not capture a table/)
-    failsWith(untrackUnknown!, 1, /unknown feed "nope"/)
-    failsWith(resetUnknown!, 1, /unknown feed "nope"/)
-    failsWith(retentionUnknown!, 1, /unknown feed "nope"/)
-    failsWith(zero!, 1, /argument '0' is invalid\. Expected a whole number ≥ 1/)
+    failsWith(noColumn!, EXIT.usage, /table "customers" has no column "customer_id" \(it has id, name\)/)
+    failsWith(noTable!, EXIT.usage, /no table "nope" in this database/)
+    failsWith(blob!, EXIT.usage, /cannot capture BLOB columns as JSON: image of table "pictures"/)
+    failsWith(apiFeed!, EXIT.conflict, /feed "orders" already has 1 changes written through the API/)
+    failsWith(noKey!, EXIT.usage, /required option '--key <column>' not specified/)
+    failsWith(badAge!, EXIT.usage, /option '--retain-age <duration>' argument 'soon' is invalid\. Invalid duration "soon"/)
+    failsWith(notTracked!, EXIT.usage, /feed "orders" does not capture a table/)
+    failsWith(untrackUnknown!, EXIT.unknownFeed, /unknown feed "nope"/)
+    failsWith(resetUnknown!, EXIT.unknownFeed, /unknown feed "nope"/)
+    failsWith(retentionUnknown!, EXIT.unknownFeed, /unknown feed "nope"/)
+    failsWith(zero!, EXIT.usage, /argument '0' is invalid\. Expected a whole number ≥ 1/)
     // Nothing was captured by the failed attempts.
     assert.deepEqual((JSON.parse((await tidemark(['feeds', db, '--json'])).stdout) as FeedInfo[]).map((f) => f.name), ['orders'])
   })

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { tmpDir } from '../helpers/tmp.js'
+import { EXIT } from '../../src/errors.js'
 import { failsWith, ok, tidemark, tidemarkAll } from './run-cli.js'
 
 const COMMANDS = ['serve', 'write', 'dump', 'feeds', 'track', 'untrack', 'reset-epoch', 'retention', 'replicate', 'status', 'verify', 'repair', 'export', 'import', 'inspect']
@@ -23,7 +24,7 @@ describe('tidemark help, usage and store errors', () => {
     })
   })
 
-  it('reports usage errors on one line with exit 1', async () => {
+  it(`reports usage errors on one line with exit ${EXIT.usage}`, async () => {
     const db = join(tmpDir(), 'shop.db')
     const [unknown, missing, option, excess] = await tidemarkAll([
       [['dumpp', db]],
@@ -31,10 +32,10 @@ describe('tidemark help, usage and store errors', () => {
       [['dump', db, 'customers', '--bogus']],
       [['reset-epoch', db, 'customers', 'extra']],
     ])
-    failsWith(unknown!, 1, /^tidemark: unknown command 'dumpp' \(Did you mean dump\?\)\n$/)
-    failsWith(missing!, 1, /^tidemark: missing required argument 'feed'\n$/)
-    failsWith(option!, 1, /^tidemark: unknown option '--bogus'\n$/)
-    failsWith(excess!, 1, /^tidemark: too many arguments for 'reset-epoch'/)
+    failsWith(unknown!, EXIT.usage, /^tidemark: unknown command 'dumpp' \(Did you mean dump\?\)\n$/)
+    failsWith(missing!, EXIT.usage, /^tidemark: missing required argument 'feed'\n$/)
+    failsWith(option!, EXIT.usage, /^tidemark: unknown option '--bogus'\n$/)
+    failsWith(excess!, EXIT.usage, /^tidemark: too many arguments for 'reset-epoch'/)
   })
 
   it('reports a missing file and a file that is not SQLite with exit 3, the stack only with --verbose', async () => {

@@ -11,6 +11,7 @@ import { StoredRow } from '../../src/protocol/encoded.js'
 import { createFeedServer } from '../../src/server/feed-server.js'
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
 import { tmpDir } from '../helpers/tmp.js'
+import { EXIT } from '../../src/errors.js'
 import { collect, failsWith, ok, spawnTidemark, tidemark, tidemarkAll } from './run-cli.js'
 
 const TOKEN = 'feed-token'
@@ -141,10 +142,10 @@ describe('tidemark export / import / inspect', () => {
       [['import', join(o.dir, 'absent.tidemark'), '--into', join(o.dir, 'r.db')]],
     ])
     for (const help of results.slice(0, 3)) assert.match(ok(help!).join('\n'), /\nExamples:\n {2}(\S+=\S+ )?tidemark /)
-    failsWith(results[3]!, 1, /unknown feed "nope"/)
-    failsWith(results[4]!, 1, /wrong token/)
-    failsWith(results[5]!, 1, /no such folder: .*missing/)
-    failsWith(results[6]!, 1, /absent\.tidemark/)
+    failsWith(results[3]!, EXIT.unknownFeed, /unknown feed "nope"/)
+    failsWith(results[4]!, EXIT.unauthorized, /wrong token/)
+    failsWith(results[5]!, EXIT.usage, /no such folder: .*missing/)
+    failsWith(results[6]!, EXIT.usage, /absent\.tidemark/)
     assert.deepEqual(readdirNoPartials(o.dir), [])
     assert.equal(existsSync(out), false)
   })
@@ -191,7 +192,7 @@ describe('tidemark export / import / inspect', () => {
     cases.forEach(([file, extra, message], i) => {
       for (const r of [results[2 * i]!, results[2 * i + 1]!]) {
         try {
-          failsWith(r, 1, message)
+          failsWith(r, EXIT.usage, message)
         } catch (error) {
           throw new Error(`${file} ${extra.join(' ')}: ${(error as Error).message}`)
         }
@@ -200,11 +201,11 @@ describe('tidemark export / import / inspect', () => {
     assert.equal(existsSync(join(o.dir, 'never.db')), false, 'a refused file creates no replica file')
     assert.deepEqual(replicaFile(held), before)
     // inspect says the same, and exits 1.
-    failsWith(await tidemark(['inspect', join(o.dir, 'flipped')]), 1, /the file is damaged/)
+    failsWith(await tidemark(['inspect', join(o.dir, 'flipped')]), EXIT.usage, /the file is damaged/)
     const emptyEnv = { env: { TIDEMARK_EXPORT_KEY: '' } }
-    failsWith(await tidemark(['import', signed, '--into', join(o.dir, 'never.db'), '--source', o.url], emptyEnv), 1, /TIDEMARK_EXPORT_KEY is empty/)
-    failsWith(await tidemark(['inspect', signed], emptyEnv), 1, /TIDEMARK_EXPORT_KEY is empty/)
-    failsWith(await tidemark(['export', o.db, 'customers', '-o', join(o.dir, 'never.tidemark')], emptyEnv), 1, /TIDEMARK_EXPORT_KEY is empty/)
+    failsWith(await tidemark(['import', signed, '--into', join(o.dir, 'never.db'), '--source', o.url], emptyEnv), EXIT.usage, /TIDEMARK_EXPORT_KEY is empty/)
+    failsWith(await tidemark(['inspect', signed], emptyEnv), EXIT.usage, /TIDEMARK_EXPORT_KEY is empty/)
+    failsWith(await tidemark(['export', o.db, 'customers', '-o', join(o.dir, 'never.tidemark')], emptyEnv), EXIT.usage, /TIDEMARK_EXPORT_KEY is empty/)
     assert.equal(existsSync(join(o.dir, 'never.db')), false)
   })
 
@@ -219,7 +220,7 @@ describe('tidemark export / import / inspect', () => {
     const replica = join(o.dir, 'replica.db')
     ok(await tidemark(['import', first, '--into', replica, '--source', o.url]))
     const before = replicaFile(replica)
-    failsWith(await tidemark(['import', second, '--into', replica, '--source', o.url]), 1, /already holds a copy \(5 keys at seq 5 of epoch \w+\): importing would replace it; pass --force/)
+    failsWith(await tidemark(['import', second, '--into', replica, '--source', o.url]), EXIT.conflict, /already holds a copy \(5 keys at seq 5 of epoch \w+\): importing would replace it; pass --force/)
     assert.deepEqual(replicaFile(replica), before)
     ok(await tidemark(['import', second, '--into', replica, '--source', o.url, '--force']))
     assert.equal(replicaFile(replica).replica?.seq, 10)

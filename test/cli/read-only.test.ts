@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import BetterSqlite3 from 'better-sqlite3'
 import { tmpDir } from '../helpers/tmp.js'
+import { EXIT } from '../../src/errors.js'
 import { failsWith, ok, tidemark, tidemarkAll } from './run-cli.js'
 
 const sha = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex')
@@ -47,7 +48,7 @@ describe('read commands on the wrong kind of store', () => {
     failsWith(statusApp!, 3, /app\.db is not a tidemark replica/)
     assert.equal(verifySource!.code, 11, verifySource!.stderr)
     assert.match(verifySource!.stderr, /shop\.db is not a tidemark replica/)
-    for (const r of [inspectSource, inspectReplica]) failsWith(r!, 1, /not a tidemark export file: it is a SQLite database/)
+    for (const r of [inspectSource, inspectReplica]) failsWith(r!, EXIT.usage, /not a tidemark export file: it is a SQLite database/)
     assert.deepEqual({ source: sha(source), replica: sha(replica), app: sha(app) }, before, 'no file changed')
     for (const f of [replica, app]) assert.ok(!existsSync(`${f}-tidemark.json`), `no marks file beside ${f}`)
     const tables = new BetterSqlite3(app, { readonly: true }).prepare(`SELECT name FROM sqlite_schema WHERE type = 'table'`).pluck().all()

@@ -11,6 +11,7 @@ import { streamName } from '../../src/transport/nats/nats-settings.js'
 import { natsUrl, uniqueName } from '../helpers/brokers.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { collect, failsWith, spawnTidemark, tidemark } from './run-cli.js'
+import { EXIT } from '../../src/errors.js'
 
 const nats = await natsUrl()
 
@@ -52,8 +53,8 @@ async function natsFeed() {
 
 describe('tidemark relay / replicate --nats', () => {
   it('refuses to run without exactly one broker', async () => {
-    failsWith(await tidemark(['relay', 'x.db']), 1, /give one broker/)
-    failsWith(await tidemark(['relay', 'x.db', '--nats', nats, '--amqp', 'amqp://127.0.0.1']), 1, /give one broker/)
+    failsWith(await tidemark(['relay', 'x.db']), EXIT.usage, /give one broker/)
+    failsWith(await tidemark(['relay', 'x.db', '--nats', nats, '--amqp', 'amqp://127.0.0.1']), EXIT.usage, /give one broker/)
   })
 
   it('a relay process and a replicate process keep a replica in sync through JetStream', async () => {

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
 import Database from 'better-sqlite3'
 import { existsSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { readReplicas, type ReplicaReport } from '../../src/store/sqlite/replica-report.js'
-import { TidemarkError } from '../../src/errors.js'
+import { EXIT, TidemarkError } from '../../src/errors.js'
 import { createFeedServer } from '../../src/server/feed-server.js'
 import { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
@@ -101,6 +103,21 @@ function phaseLines(result: CliResult): string[] {
     .map((l) => l.to as string)
 }
 
+/** A free loopback port: listened on, then let go (for a server that starts later). */
+async function freePort(): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  const { port } = probe.address() as AddressInfo
+  await new Promise((resolve) => probe.close(resolve))
+  return port
+}
+
+async function listening(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  after(() => new Promise((resolve) => server.close(resolve)))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
 describe('tidemark replicate', () => {
   it('bootstraps, follows live, is seen by status, and stops on SIGTERM at a boundary with exit 0', async () => {
     const src = await source()
@@ -149,33 +166,77 @@ describe('tidemark replicate', () => {
     assert.equal((await done).code, 0)
 
     const fresh = join(src.dir, 'fresh.db')
-    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh], { env: { TIDEMARK_TOKEN: 'guess' } }), 1, /wrong token/)
-    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh, '--token', 'guess']), 1, /wrong token/)
-    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh], { env: { TIDEMARK_TOKEN: '' } }), 1, /unauthorized|token/)
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh], { env: { TIDEMARK_TOKEN: 'guess' } }), EXIT.unauthorized, /wrong token/)
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh, '--token', 'guess']), EXIT.unauthorized, /wrong token/)
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', fresh], { env: { TIDEMARK_TOKEN: '' } }), EXIT.unauthorized, /unauthorized|token/)
     assert.equal(existsSync(fresh), false)
   })
 
-  it('refuses a replica another replicator holds (exit 1), and a file that is not SQLite (exit 3)', async () => {
+  it('waits for a feed server that is down, creating no replica file until it answers, then bootstraps', async () => {
+    const dir = tmpDir()
+    const port = await freePort()
+    const into = join(dir, 'replica.db')
+    const child = spawnTidemark(['replicate', `http://127.0.0.1:${port}`, 'customers', '--into', into])
+    child.stdin?.end()
+    const done = collect(child)
+    let seen = ''
+    child.stderr?.on('data', (d: Buffer | string) => (seen += String(d)))
+    try {
+      const deadline = Date.now() + 20_000
+      while ((seen.match(/does not answer yet/g) ?? []).length < 2 && Date.now() < deadline) await delay(50)
+      assert.match(seen, /does not answer yet/)
+      assert.equal(existsSync(into), false, 'a replica file was made before the source answered')
+
+      const store = SqliteSourceStore.open(join(dir, 'owner.db'))
+      await store.ensureFeed('customers')
+      await store.write('customers', [{ op: 'upsert', key: 'c1', data: { name: 'Ada' } }])
+      const server = await createFeedServer({ store, maintainEveryMs: 0 })
+      after(async () => {
+        await server.close()
+        await store.close()
+      })
+      await server.listen({ host: '127.0.0.1', port })
+      const r = await until(into, (s) => s.epoch !== null && s.checkpoint === 1, 'the bootstrap once the server is up')
+      assert.equal(r.keys, 1)
+    } finally {
+      child.kill('SIGTERM')
+    }
+    assert.equal((await done).code, EXIT.ok)
+  })
+
+  it(`stops with exit ${EXIT.config} on an HTTP server that is not a tidemark feed server, creating nothing`, async () => {
+    const url = await listening(
+      createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/html' })
+        res.end('<!doctype html><title>Welcome to nginx</title>')
+      }),
+    )
+    const into = join(tmpDir(), 'replica.db')
+    refused(await tidemark(['replicate', url, 'customers', '--into', into]), EXIT.config, /without a tidemark-protocol header: is this a tidemark feed server\?/)
+    assert.equal(existsSync(into), false)
+  })
+
+  it(`refuses a replica another replicator holds (exit ${EXIT.conflict}), and a file that is not SQLite (exit ${EXIT.unavailable})`, async () => {
     const src = await source()
     await src.write(0, 5)
     const into = join(src.dir, 'replica.db')
     const first = await replicate([src.url, 'customers', '--into', into])
     await until(into, (s) => s.epoch !== null, 'the bootstrap')
-    refused(await tidemark(['replicate', src.url, 'customers', '--into', into]), 1, new RegExp(`is being replicated by pid ${first.child.pid}.*stop it first`))
+    refused(await tidemark(['replicate', src.url, 'customers', '--into', into]), EXIT.conflict, new RegExp(`is being replicated by pid ${first.child.pid}.*stop it first`))
     first.child.kill('SIGTERM')
     assert.equal((await first.done).code, 0)
 
     // Mistakes that asking again cannot fix fail at once, before any replica file is made.
     const fresh = join(src.dir, 'fresh.db')
-    failsWith(await tidemark(['replicate', src.url, 'nosuch', '--into', fresh]), 1, /unknown feed "nosuch"/)
+    failsWith(await tidemark(['replicate', src.url, 'nosuch', '--into', fresh]), EXIT.unknownFeed, /unknown feed "nosuch"/)
     assert.equal(existsSync(fresh), false)
 
     const text = join(src.dir, 'notes.txt')
     writeFileSync(text, 'not a database, just a long enough text file to not look like an empty one\n'.repeat(20))
-    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', text]), 3, /is not a SQLite database/)
-    failsWith(await tidemark(['replicate', 'ftp://x', 'customers', '--into', into]), 1, /starts with http:\/\/ or https:\/\//)
-    failsWith(await tidemark(['replicate', src.url, 'customers']), 1, /required option '--into <db>' not specified/)
-    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', into, '--head-check', 'soon']), 1, /argument 'soon' is invalid\. Invalid duration/)
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', text]), EXIT.unavailable, /is not a SQLite database/)
+    failsWith(await tidemark(['replicate', 'ftp://x', 'customers', '--into', into]), EXIT.usage, /starts with http:\/\/ or https:\/\//)
+    failsWith(await tidemark(['replicate', src.url, 'customers']), EXIT.usage, /required option '--into <db>' not specified/)
+    failsWith(await tidemark(['replicate', src.url, 'customers', '--into', into, '--head-check', 'soon']), EXIT.usage, /argument 'soon' is invalid\. Invalid duration/)
   })
 })
 
@@ -243,16 +304,16 @@ describe('tidemark status', () => {
 
     const empty = join(dir, 'empty.db')
     await SqliteReplicaStore.open(empty).close()
-    failsWith(await tidemark(['status', empty]), 1, /empty\.db holds no replica yet: start one with `tidemark replicate <url> <feed> --into /)
+    failsWith(await tidemark(['status', empty]), EXIT.usage, /empty\.db holds no replica yet: start one with `tidemark replicate <url> <feed> --into /)
 
     const text = join(dir, 'notes.txt')
     writeFileSync(text, 'hello\n'.repeat(200))
-    failsWith(await tidemark(['status', text]), 3, /is not a SQLite database/)
+    failsWith(await tidemark(['status', text]), EXIT.unavailable, /is not a SQLite database/)
 
     const one = join(dir, 'one.db')
     const store = SqliteReplicaStore.open(one)
     await store.claim('a', 'customers', 'http://x')
     await store.close()
-    failsWith(await tidemark(['status', one, '--name', 'b']), 1, /no replica "b" in .*one\.db: it holds "a"/)
+    failsWith(await tidemark(['status', one, '--name', 'b']), EXIT.usage, /no replica "b" in .*one\.db: it holds "a"/)
   })
 })

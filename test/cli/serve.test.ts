@@ -7,6 +7,7 @@ import { isLoopback } from '../../src/cli/commands/serve.js'
 import { testCa } from '../helpers/tls.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { failsWith, ok, startServe, tidemark } from './run-cli.js'
+import { EXIT } from '../../src/errors.js'
 
 const serve = startServe
 
@@ -50,20 +51,20 @@ describe('tidemark serve', () => {
 
     failsWith(await tidemark(['serve', join(tmpDir(), 'missing.db'), '--port', '0']), 3, /no such database file/)
     // An empty or blank token (a variable that is not set) is an error, never "no authentication".
-    failsWith(await tidemark(['serve', db, '--port', '0', '--token', '']), 1, /--token number 1 of 1 is empty: an empty token would leave the feed server without authentication/)
-    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a', '--token', ' ']), 1, /--token number 2 of 2 is empty/)
-    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a b']), 1, /contains a space or a control character/)
-    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: ',,' } }), 1, /TIDEMARK_TOKENS entry 1 of 3 is empty/)
-    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: 'a,,b' } }), 1, /TIDEMARK_TOKENS entry 2 of 3 is empty/)
-    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: '' } }), 1, /TIDEMARK_TOKENS entry 1 of 1 is empty/)
-    failsWith(await tidemark(['serve', db, '--port', '0', '--limit', 'nope=1']), 1, /--limit "nope=1": give name=value with a whole number, the name one of requestTimeoutMs, /)
-    failsWith(await tidemark(['serve', db, '--port', '0', '--limit', 'exports=0']), 1, /server limit exports must be a positive whole number, got 0/)
-    failsWith(await tidemark(['serve', db, '--port', '70000']), 1, /argument '70000' is invalid/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', '']), EXIT.usage, /--token number 1 of 1 is empty: an empty token would leave the feed server without authentication/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a', '--token', ' ']), EXIT.usage, /--token number 2 of 2 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--token', 'a b']), EXIT.usage, /contains a space or a control character/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: ',,' } }), EXIT.usage, /TIDEMARK_TOKENS entry 1 of 3 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: 'a,,b' } }), EXIT.usage, /TIDEMARK_TOKENS entry 2 of 3 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0'], { env: { TIDEMARK_TOKENS: '' } }), EXIT.usage, /TIDEMARK_TOKENS entry 1 of 1 is empty/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--limit', 'nope=1']), EXIT.usage, /--limit "nope=1": give name=value with a whole number, the name one of requestTimeoutMs, /)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--limit', 'exports=0']), EXIT.usage, /server limit exports must be a positive whole number, got 0/)
+    failsWith(await tidemark(['serve', db, '--port', '70000']), EXIT.usage, /argument '70000' is invalid/)
     const taken = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
     const { port } = taken.address() as AddressInfo
     try {
-      failsWith(await tidemark(['serve', db, '--port', String(port)]), 1, new RegExp(`127\\.0\\.0\\.1:${port} is already in use: choose another --port`))
+      failsWith(await tidemark(['serve', db, '--port', String(port)]), EXIT.usage, new RegExp(`127\\.0\\.0\\.1:${port} is already in use: choose another --port`))
     } finally {
       taken.close()
     }
@@ -75,12 +76,12 @@ describe('tidemark serve', () => {
     for (const host of ['0.0.0.0', '::']) {
       failsWith(
         await tidemark(['serve', db, '--host', host, '--port', '0']),
-        1,
+        EXIT.usage,
         new RegExp(`refusing to serve ${host.replace(/\./g, '\\.')} without tokens: anyone who can reach that address could read, export and verify every feed\\. Give --token`),
       )
     }
     // Blank tokens do not count as tokens (they are an error of their own).
-    failsWith(await tidemark(['serve', db, '--host', '0.0.0.0', '--port', '0', '--token', '']), 1, /is empty/)
+    failsWith(await tidemark(['serve', db, '--host', '0.0.0.0', '--port', '0', '--token', '']), EXIT.usage, /is empty/)
 
     const open = await serve([db, '--host', '0.0.0.0', '--port', '0', '--insecure-no-auth'])
     const port = new URL(open.url).port
@@ -111,8 +112,8 @@ describe('tidemark serve', () => {
     const key = join(dir, 'server.key')
     copyFileSync(first.certFile, cert)
     copyFileSync(first.keyFile, key)
-    failsWith(await tidemark(['serve', db, '--port', '0', '--tls-cert', cert]), 1, /give --tls-cert and --tls-key together/)
-    failsWith(await tidemark(['serve', db, '--port', '0', '--tls-cert', cert, '--tls-key', second.keyFile]), 1, /not usable together/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--tls-cert', cert]), EXIT.usage, /give --tls-cert and --tls-key together/)
+    failsWith(await tidemark(['serve', db, '--port', '0', '--tls-cert', cert, '--tls-key', second.keyFile]), EXIT.usage, /not usable together/)
 
     const { child, url, done } = await serve([db, '--port', '0', '--tls-cert', cert, '--tls-key', key])
     assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/)
@@ -120,8 +121,8 @@ describe('tidemark serve', () => {
     ok(await tidemark(['export', url, 'customers', '-o', out, '--ca', first.caFile]))
     failsWith(await tidemark(['export', url, 'customers', '-o', out]), 3, /certificate/i)
     failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', second.caFile]), 3, /certificate/i)
-    failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', join(dir, 'missing.pem')]), 1, /cannot read the CA file/)
-    failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', db]), 1, /holds no PEM certificate/)
+    failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', join(dir, 'missing.pem')]), EXIT.usage, /cannot read the CA file/)
+    failsWith(await tidemark(['export', url, 'customers', '-o', out, '--ca', db]), EXIT.usage, /holds no PEM certificate/)
 
     // New files, then SIGHUP: new connections get the new certificate.
     copyFileSync(second.certFile, cert)

@@ -9,6 +9,7 @@ import { createFeedServer } from '../../src/server/feed-server.js'
 import { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
 import { SqliteSourceStore } from '../../src/store/sqlite/sqlite-source-store.js'
 import { HttpFeedSource } from '../../src/transport/http/http-feed-source.js'
+import { EXIT } from '../../src/errors.js'
 import { tmpDir } from '../helpers/tmp.js'
 import { collect, ok, spawnTidemark, tidemark } from './run-cli.js'
 
@@ -122,6 +123,18 @@ describe('tidemark verify / repair', () => {
       assert.equal(result.code, 0, result.stderr)
       assert.match(result.stderr, /held by a running replicator: asking it to repair/)
       assert.match(result.stdout, /^intact/)
+      // --source names another server (here one that is down): the replicator would check against
+      // its own source, so the option cannot be honoured and is refused, not ignored.
+      const [other, same] = await Promise.all([
+        tidemark(['verify', db, '--source', 'http://127.0.0.1:9/', '--wait', '20s']),
+        tidemark(['verify', db, '--source', `${url}/`, '--wait', '20s']),
+      ])
+      assert.equal(other.code, EXIT.usage, other.stdout)
+      assert.doesNotMatch(other.stdout, /intact/)
+      assert.match(other.stderr, /^tidemark: --source http:\/\/127\.0\.0\.1:9 cannot be honoured: replica "customers" is held by a running replicator/)
+      // The replicator's own source, spelled with a trailing slash, is the same source: honoured.
+      assert.equal(same.code, 0, same.stderr)
+      assert.match(same.stdout, /^intact/)
     } finally {
       child.kill('SIGTERM')
       await done

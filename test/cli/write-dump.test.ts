@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { tmpDir } from '../helpers/tmp.js'
+import { EXIT } from '../../src/errors.js'
 import { CLI, failsWith, ok, ROOT, tidemark, tidemarkAll } from './run-cli.js'
 
 describe('tidemark write and dump', () => {
@@ -49,7 +50,7 @@ describe('tidemark write and dump', () => {
     assert.deepEqual(ok(stateLimited!).map((l) => (JSON.parse(l) as { key: string }).key), ['3'])
   })
 
-  it('refuses bad data and unknown feeds with one line and exit 1, writing nothing', async () => {
+  it(`refuses bad data (exit ${EXIT.usage}) and unknown feeds (exit ${EXIT.unknownFeed}) with one line, writing nothing`, async () => {
     const db = join(tmpDir(), 'shop.db')
     ok(await tidemark(['write', db, 'customers', '1', '{"name":"Ada"}']))
     const [notJson, noData, stdinBad, stdinShape, unknownFeed, badFeed, badAfter, deleteWithData] = await tidemarkAll([
@@ -62,14 +63,14 @@ describe('tidemark write and dump', () => {
       [['dump', db, 'customers', '--after', 'x']],
       [['write', db, 'customers', '2', '{}', '--delete']],
     ])
-    failsWith(notJson!, 1, /the data of key "2" is not valid JSON.*a string must be quoted/)
-    failsWith(noData!, 1, /give the data of key "2" as a JSON argument, or --delete/)
-    failsWith(stdinBad!, 1, /stdin line 2 is not valid JSON/)
-    failsWith(stdinShape!, 1, /stdin line 2: "key" must be a string/)
-    failsWith(unknownFeed!, 1, /unknown feed "nope"/)
-    failsWith(badFeed!, 1, /invalid feed name "bad name"/)
-    failsWith(badAfter!, 1, /--after must be a seq/)
-    failsWith(deleteWithData!, 1, /--delete takes no data/)
+    failsWith(notJson!, EXIT.usage, /the data of key "2" is not valid JSON.*a string must be quoted/)
+    failsWith(noData!, EXIT.usage, /give the data of key "2" as a JSON argument, or --delete/)
+    failsWith(stdinBad!, EXIT.usage, /stdin line 2 is not valid JSON/)
+    failsWith(stdinShape!, EXIT.usage, /stdin line 2: "key" must be a string/)
+    failsWith(unknownFeed!, EXIT.unknownFeed, /unknown feed "nope"/)
+    failsWith(badFeed!, EXIT.usage, /invalid feed name "bad name"/)
+    failsWith(badAfter!, EXIT.usage, /--after must be a seq/)
+    failsWith(deleteWithData!, EXIT.usage, /--delete takes no data/)
     // A bad stdin line means none of its transaction is written.
     assert.deepEqual(ok(await tidemark(['dump', db, 'customers'])).length, 1)
   })

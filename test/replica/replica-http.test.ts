@@ -15,7 +15,7 @@ import { closeSync, openSync, readFileSync, statSync, writeFileSync, writeSync }
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { readReplicas } from '../../src/store/sqlite/replica-report.js'
-import { ConflictError, TidemarkError } from '../../src/errors.js'
+import { ConflictError, EXIT, TidemarkError } from '../../src/errors.js'
 import type { Seq } from '../../src/protocol/types.js'
 import { createReplica, type ReplicaStatus } from '../../src/replica/replica.js'
 import { SqliteReplicaStore } from '../../src/store/sqlite/sqlite-replica-store.js'
@@ -347,9 +347,9 @@ describe('replica files that cannot be used', () => {
     const orders = httpReplica(a.url, path, { feed: 'orders', name: FEED })
     await assert.rejects(orders.replica.run(), (e: unknown) => e instanceof ConflictError && new RegExp(`copies feed "customers" from ${a.url}, not feed "orders" from ${a.url}`).test(e.message))
 
-    // The CLI says the same in one line, exit 1.
+    // The CLI says the same in one line, with the conflict's exit status.
     const cli = await tidemark(['replicate', b.url, FEED, '--into', path])
-    assert.equal(cli.code, 1, cli.stderr)
+    assert.equal(cli.code, EXIT.conflict, cli.stderr)
     const human = cli.stderr.split('\n').filter((l) => l.startsWith('tidemark: '))
     assert.equal(human.length, 1, cli.stderr)
     assert.match(human[0] as string, new RegExp(`copies feed "customers" from ${a.url}, not feed "customers" from ${b.url}.*force`))
@@ -374,7 +374,7 @@ describe('replica files that cannot be used', () => {
     }, 'the first replicator live')
 
     const second = await tidemark(['replicate', owner.url, FEED, '--into', path])
-    assert.equal(second.code, 1, second.stderr)
+    assert.equal(second.code, EXIT.conflict, second.stderr)
     const human = second.stderr.split('\n').filter((l) => l.startsWith('tidemark: '))
     assert.equal(human.length, 1, second.stderr)
     assert.match(human[0] as string, new RegExp(`replica "customers" in .*replica\\.db is being replicated by pid ${first.pid} on host .*: stop it first`))

@@ -12,6 +12,7 @@ import {
   BadRequestError,
   EpochChangedError,
   LogTruncatedError,
+  NotAFeedServerError,
   ProtocolError,
   TidemarkError,
   UnknownFeedError,
@@ -412,7 +413,12 @@ describe('HttpFeedSource: answers that are not the protocol', () => {
       res.writeHead(200, { 'content-type': 'text/html' })
       res.end('<!doctype html><title>Welcome to nginx</title>')
     })
-    await assert.rejects(source.info('f'), protocol(/answered 200 without a tidemark-protocol header: is this a tidemark feed server\? \(body: "<!doctype html><title>Welcome to nginx/))
+    await assert.rejects(source.info('f'), (e: unknown) => {
+      // Its own code: a configuration error (the URL leads elsewhere), not a fault to retry.
+      assert.ok(e instanceof NotAFeedServerError, `a NotAFeedServerError, got ${String(e)}`)
+      assert.match(e.message, /answered 200 without a tidemark-protocol header: is this a tidemark feed server\? \(body: "<!doctype html><title>Welcome to nginx/)
+      return true
+    })
   })
 
   it('refuses another protocol version', async () => {

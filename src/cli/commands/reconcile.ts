@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { ConflictError, TidemarkError } from '../../errors.js'
+import { BadRequestError, ConflictError, EXIT, TidemarkError } from '../../errors.js'
 import type { ReconcileMode, ReconcileRun } from '../../reconcile/run.js'
 import type { ReplicaState, ReplicaStore } from '../../store/replica-store.js'
 import type { Cli, Registrar } from '../cli.js'
@@ -9,17 +9,12 @@ import { CommandExit, reportError } from '../report-error.js'
 import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
 /**
- * Exit codes of `tidemark verify` and `tidemark repair`, for deploy gates and cron jobs: distinct
- * from each other and from the CLI's error codes.
+ * Exit codes of `tidemark verify` and `tidemark repair`, for deploy gates and cron jobs (from the
+ * CLI's one table, EXIT): intact or repaired; drift found (verify) or the source's history went back
+ * (the replica must re-bootstrap); could not check (the source unreachable, a file that is not a
+ * replica, an answer that does not add up, …). A usage error is a usage error here too.
  */
-export const RECONCILE_EXIT = {
-  /** The replica equals the source at its checkpoint (or was repaired to). */
-  intact: 0,
-  /** Drift found (verify), or the source's history went back (the replica must re-bootstrap). */
-  drift: 10,
-  /** Could not check: the source unreachable, a file that is not a replica, an answer that does not add up, … */
-  unchecked: 11,
-} as const
+export const RECONCILE_EXIT = { intact: EXIT.ok, drift: EXIT.drift, unchecked: EXIT.unchecked } as const
 
 interface ReconcileCommandOptions {
   name?: string
@@ -75,8 +70,9 @@ ${examples([`tidemark ${mode} orders.db`, `tidemark ${mode} orders.db --name cus
       try {
         run = await reconcileFile(cli, db, mode, options)
       } catch (error) {
-        reportError(error, { verbose: cli.verbose, write: (text) => process.stderr.write(text) })
-        throw new CommandExit(RECONCILE_EXIT.unchecked)
+        const code = reportError(error, { verbose: cli.verbose, write: (text) => process.stderr.write(text) })
+        // The command line being wrong (--name missing, --source not honoured) is not "could not check".
+        throw new CommandExit(code === EXIT.usage ? code : RECONCILE_EXIT.unchecked)
       }
       if (options.json) await cli.print(JSON.stringify(run, null, 2))
       else await cli.print(...describeRun(run))
@@ -110,15 +106,25 @@ async function reconcileFile(cli: Cli, db: string, mode: ReconcileMode, options:
   try {
     const state = await pickReplica(store, db, options.name)
     const deep = options.deep === true
+    const source = new HttpFeedSource(options.source ?? state.source, feedServerClient(options))
     try {
       await store.claim(state.name, state.feed, state.source)
     } catch (error) {
+      await source.close()
       if (!(error instanceof ConflictError)) throw error
-      // A replicator holds it: ask it, so the run happens between its transactions, with its hook.
+      // A replicator holds it: ask it, so the run happens between its transactions, with its hook —
+      // against its own source. A --source naming another one cannot be honoured then: checking the
+      // replicator's source instead would answer a question the operator did not ask (a server that
+      // is down reported "intact").
+      if (source.description !== state.source) {
+        throw new BadRequestError(
+          `--source ${source.description} cannot be honoured: replica "${state.name}" is held by a running replicator, which ${mode}s against its own source ${state.source}; ` +
+            'stop the replicator to check against another source, or leave --source out',
+        )
+      }
       cli.note(`replica "${state.name}" is held by a running replicator: asking it to ${mode}`)
       return await askReplicator(store, state.name, mode, deep, options.wait)
     }
-    const source = new HttpFeedSource(options.source ?? state.source, feedServerClient(options))
     try {
       const run = await reconcile({ source, feed: state.feed, store, name: state.name, mode, deep, trigger: 'demand' })
       if (mode === 'repair' && run.repaired > 0) {

@@ -1,4 +1,4 @@
-import { BadRequestError, isTidemarkError, type ErrorCode } from '../../errors.js'
+import { asTidemarkError, BadRequestError, isTidemarkError, type ErrorCode } from '../../errors.js'
 import type { Logger } from '../../store/store.js'
 import type { ChangeTransport } from '../../transport/transport.js'
 import type { ReplicaStore } from '../../store/replica-store.js'
@@ -6,6 +6,7 @@ import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import type { Registrar } from '../cli.js'
 import { examples, parseDurationOption, parsePositive } from '../options.js'
+import { Backoff } from '../../transport/backoff.js'
 import { stopSignal } from '../stop-signal.js'
 import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
@@ -48,7 +49,9 @@ export const registerReplicate: Registrar = (program, cli) => {
     .addHelpText(
       'after',
       `
-Prints "tidemark replicating …" on stderr once it holds the replica; logs are JSON lines on stderr, one per
+Until the feed server answers (it may not be up yet) this waits, retrying, and creates nothing; a
+wrong token, an unknown feed or a URL that is not a tidemark feed server ends it at once (exit codes:
+docs/cli.md). Prints "tidemark replicating …" on stderr once it holds the replica; logs are JSON lines on stderr, one per
 phase change (bootstrapping, catching-up, live). SIGINT or SIGTERM stops at a transaction
 boundary, then exits 0; a second signal exits at once. An interrupted bootstrap resumes from its
 last chunk. Read the copy with SQL through the view tidemark_replica_current(name, key, seq, data),
@@ -76,8 +79,7 @@ ${examples([
         const description = source.description
         const aborted = new AbortController()
         void stop.signalled.then((signal) => aborted.abort(signal))
-        await checkSource(source, feed, aborted.signal)
-        if (aborted.signal.aborted) return
+        if (!(await awaitSource(source, feed, aborted.signal, log))) return
         store = await openReplicaStore(options.into, { create: true, logger: cli.logger('store') })
         const transport = await brokerTransportFor(options, source, options.name ?? feed, cli.logger('transport'))
         const replica = createReplica({
@@ -124,20 +126,30 @@ ${examples([
     })
 }
 
-/** What asking the source once cannot fix by asking again: a wrong token, a feed that does not exist. */
-const FATAL_AT_START: ReadonlySet<ErrorCode> = new Set(['unauthorized', 'forbidden', 'unknown-feed', 'bad-request'])
+/** What asking the source again cannot fix: a wrong token, a feed that does not exist, a URL that is not a feed server. */
+const FATAL_AT_START: ReadonlySet<ErrorCode> = new Set(['unauthorized', 'forbidden', 'unknown-feed', 'bad-request', 'not-a-feed-server'])
 
 /**
- * Asks the source about the feed once before anything else, so that a mistyped token or feed name
- * is one error line (and no replica file) rather than a replicator retrying for ever. Any other
- * failure (the server is down, a 5xx) is left to the replicator, which retries with backoff.
+ * Asks the source about the feed before anything else, until it answers: a mistyped token or feed
+ * name, or a URL that leads to some other HTTP server, is then one error line rather than a
+ * replicator retrying for ever, and a server that is down (or not up yet: a normal start-up order)
+ * leaves no replica file bound to its URL before anything is known of it. Returns false when the
+ * signal came first.
  */
-async function checkSource(source: FeedSource, feed: string, signal: AbortSignal): Promise<void> {
-  try {
-    await source.info(feed, signal)
-  } catch (error) {
-    if (isTidemarkError(error) && FATAL_AT_START.has(error.code)) throw error
+async function awaitSource(source: FeedSource, feed: string, signal: AbortSignal, log: Logger): Promise<boolean> {
+  const backoff = new Backoff({ baseMs: 500, capMs: 10_000 })
+  while (!signal.aborted) {
+    try {
+      await source.info(feed, signal)
+      return true
+    } catch (error) {
+      if (signal.aborted) break
+      if (isTidemarkError(error) && FATAL_AT_START.has(error.code)) throw error
+      log.warn({ err: asTidemarkError(error).message }, 'the feed server does not answer yet: nothing is created until it does')
+      await backoff.wait(signal).catch(() => undefined)
+    }
   }
+  return false
 }
 
 /** `--nats` / `--amqp`: the broker transport with long-poll behind it; none: long-poll alone. */

@@ -188,7 +188,7 @@ export function isLoopback(host: string): boolean {
   return isIP(v4) === 4 && v4.startsWith('127.')
 }
 
-/** The operator's mistakes when listening, said as such (exit 1) rather than as an unexpected error. */
+/** The operator's mistakes when listening, said as such (exit 64, usage) rather than as an unexpected error. */
 function listenError(error: unknown, options: ServeOptions): unknown {
   const code = (error as { code?: string }).code
   const where = `${options.host}:${options.port}`

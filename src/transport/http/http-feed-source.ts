@@ -6,7 +6,7 @@
  * and both mean "retry with backoff" to a replica. An AbortSignal stops a request at once.
  */
 import { Agent, request, type Dispatcher } from 'undici'
-import { BadRequestError, EpochChangedError, ProtocolError, TidemarkError } from '../../errors.js'
+import { BadRequestError, EpochChangedError, NotAFeedServerError, ProtocolError, TidemarkError } from '../../errors.js'
 import type { StoredRow } from '../../protocol/encoded.js'
 import { LIMITS } from '../../protocol/limits.js'
 import { PROTOCOL_VERSION, type FeedInfo, type Seq } from '../../protocol/types.js'
@@ -412,7 +412,7 @@ export class HttpFeedSource implements FeedSource {
     if (protocol !== String(PROTOCOL_VERSION)) {
       const text = await readText(res.body, 200)
       if (protocol === undefined) {
-        throw new ProtocolError(
+        throw new NotAFeedServerError(
           `${ctx.what} on ${ctx.source} answered ${status} without a ${PROTOCOL_HEADER} header: is this a tidemark feed server? (body: ${excerpt(text)})`,
           { details: { status } },
         )
