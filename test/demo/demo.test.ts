@@ -5,6 +5,7 @@ import { describe, it } from 'node:test'
 import { pidAlive } from '../../src/store/replica-lease.js'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { collect, failsWith, ok, ROOT, tidemark } from '../cli/run-cli.js'
+import { EXIT } from '../../src/errors.js'
 import { tmpDir } from '../helpers/tmp.js'
 
 /** The demo from source: demo/main.ts, an application beside the CLI. */
@@ -67,7 +68,7 @@ describe('npm run demo', () => {
     assert.match(status, /lag\s+none/)
 
     // A second run into the same folder refuses to mix its files with the first one's.
-    failsWith(await demo(['--quick', '--dir', dir]), 1, /already holds owner\.db.*from an earlier demo: remove them or choose another --dir/)
+    failsWith(await demo(['--quick', '--dir', dir]), EXIT.usage, /already holds owner\.db.*from an earlier demo: remove them or choose another --dir/)
   })
 
   it('cleans up after itself when interrupted: no files, no replicator left running', async () => {
