@@ -1,5 +1,5 @@
-import { InvalidArgumentError } from 'commander'
-import { parseDuration } from './duration.js'
+import { InvalidArgumentError, Option } from 'commander'
+import { formatDuration, parseDuration } from './duration.js'
 
 /**
  * Parsers for commander option and argument values. They throw commander's InvalidArgumentError,
@@ -38,6 +38,14 @@ export function parseDurationOption(value: string): number {
   }
   if (ms < 1) throw new InvalidArgumentError('Expected a duration of at least 1ms.')
   return ms
+}
+
+/**
+ * An option taking a duration, with a default: --help shows the default as it is typed (`60s`,
+ * `7d`), not as the milliseconds it is held in. Add it with `.addOption(…)`.
+ */
+export function durationOption(flags: string, description: string, defaultMs: number): Option {
+  return new Option(flags, description).argParser(parseDurationOption).default(defaultMs, formatDuration(defaultMs))
 }
 
 /** For repeatable options: `--token a --token b` → ['a', 'b']. */

@@ -134,7 +134,7 @@ describe('tidemark replicate', () => {
     const [status] = [ok(await tidemark(['status', into]))]
     assert.equal(status[0], `customers: feed "customers" from ${src.url}`)
     assert.match(status.join('\n'), new RegExp(`phase\\s+live \\(replicator pid ${child.pid} on `))
-    assert.match(status.join('\n'), new RegExp(`checkpoint\\s+${head} \\(moved .* ago\\)`))
+    assert.match(status.join('\n'), new RegExp(`checkpoint\\s+${head} \\(moved .* ago, at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)`))
     assert.match(status.join('\n'), /keys\s+150\n/)
     assert.match(status.join('\n'), /lag\s+none/)
 
@@ -259,13 +259,15 @@ describe('tidemark status', () => {
     )
     const text = ok(await tidemark(['status', path])).join('\n')
     assert.match(text, new RegExp(`phase\\s+bootstrapping \\(replicator pid ${process.pid} on `))
-    assert.match(text, /bootstrap\s+40 keys copied, up to key "k039"; began at head 500, snapshot read up to 510, log applied to 500/)
+    assert.match(text, /bootstrap\s+40 keys copied, up to key "k039"; began at head 500 (just now|[\d.]+ s ago), at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z(, [\d,]+ keys\/s so far)?, snapshot read up to 510, log applied to 500/)
     assert.match(text, /epoch\s+- \(no copy yet\)/)
 
     await store.close() // releases the claim: as after a replicator was stopped mid-bootstrap
     const [json] = JSON.parse(ok(await tidemark(['status', path, '--json', '--name', 'customers'])).join('\n')) as ReplicaReport[]
     assert.equal(json?.phase, 'stopped')
     assert.equal(json?.bootstrap?.copied, 40)
+    // Times are ISO 8601, not epoch milliseconds.
+    assert.match(String(json?.bootstrap?.startedAt), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
     assert.match(ok(await tidemark(['status', path])).join('\n'), /phase\s+stopped mid-bootstrap \(resumes from its last chunk/)
   })
 

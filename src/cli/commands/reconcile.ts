@@ -4,7 +4,7 @@ import type { ReconcileMode, ReconcileRun } from '../../reconcile/run.js'
 import type { ReplicaState, ReplicaStore } from '../../store/replica-store.js'
 import type { Cli, Registrar } from '../cli.js'
 import { formatCount } from '../format.js'
-import { examples, parseDurationOption } from '../options.js'
+import { durationOption, examples } from '../options.js'
 import { CommandExit, reportError } from '../report-error.js'
 import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
@@ -47,7 +47,7 @@ function define(program: Command, cli: Cli, mode: ReconcileMode, description: st
     .option('--ca <file>', CA_HELP)
     .option('--deep', "first recompute the replica's digest from its rows: finds rows (or a digest) edited outside tidemark")
     .option('--json', 'print the run as JSON')
-    .option('--wait <duration>', 'how long to wait for a running replicator to do the run', parseDurationOption, 60_000)
+    .addOption(durationOption('--wait <duration>', 'how long to wait for a running replicator to do the run', 60_000))
     .addHelpText(
       'after',
       `

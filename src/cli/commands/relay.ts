@@ -4,7 +4,7 @@ import type { SourceStore } from '../../store/store.js'
 import type { FeedSource } from '../../transport/feed-source.js'
 import type { HttpFeedSource } from '../../transport/http/http-feed-source.js'
 import type { Registrar } from '../cli.js'
-import { collect, examples, parseDurationOption, parsePositive } from '../options.js'
+import { collect, durationOption, examples, parseDurationOption, parsePositive } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
 import { CA_HELP, feedServerClient } from '../feed-server-client.js'
 
@@ -36,7 +36,7 @@ export const registerRelay: Registrar = (program, cli) => {
     .option('--max-age <duration>', 'NATS: drop stream messages older than this (default 7d)', parseDurationOption)
     .option('--stream-replicas <n>', 'NATS: copies of each stream in a cluster (default 1)', parsePositive)
     .option('--max-changes <n>', 'changes per message at most (whole transactions; default 2000)', parsePositive)
-    .option('--scan-every <duration>', 'from a file, without --feed: how often to look for feeds created since, to relay them too', parseDurationOption, 5000)
+    .addOption(durationOption('--scan-every <duration>', 'from a file, without --feed: how often to look for feeds created since, to relay them too', 5000))
     .addHelpText(
       'after',
       `

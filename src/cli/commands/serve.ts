@@ -6,7 +6,7 @@ import { DEFAULT_SERVER_LIMITS, serverLimits, type ServerLimits } from '../../se
 import type { Logger, SourceStore } from '../../store/store.js'
 import type { RunningRelays } from '../../relay/relay-feeds.js'
 import type { Registrar } from '../cli.js'
-import { collect, examples, parseDurationOption, parsePort } from '../options.js'
+import { collect, durationOption, examples, parseDurationOption, parsePort } from '../options.js'
 import { stopSignal } from '../stop-signal.js'
 import { tokensFrom } from '../token-auth.js'
 
@@ -48,7 +48,7 @@ export const registerServe: Registrar = (program, cli) => {
     )
     .option('--relay-nats <url>', "also relay every feed to NATS JetStream, as `tidemark relay` does (docs/brokers.md)")
     .option('--relay-amqp <url>', 'also relay every feed to RabbitMQ, as `tidemark relay` does')
-    .option('--relay-scan-every <duration>', 'with --relay-*: how often to look for feeds created since, to relay them too', parseDurationOption, 5000)
+    .addOption(durationOption('--relay-scan-every <duration>', 'with --relay-*: how often to look for feeds created since, to relay them too', 5000))
     .addHelpText(
       'after',
       `

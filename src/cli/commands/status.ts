@@ -17,7 +17,7 @@ export const registerStatus: Registrar = (program, cli) => {
       'after',
       `
 Reads the file only (read-only, no network): the source head and lag are as the replicator last
-heard them. The phase is "bootstrapping", "catching-up" or "live" while a replicator holds the
+heard them; times are ISO 8601, in UTC (in --json too). The phase is "bootstrapping", "catching-up" or "live" while a replicator holds the
 replica ("live": at the last head it heard of), and "stopped" otherwise; a stopped bootstrap
 resumes from its last chunk when \`tidemark replicate\` runs again.
 ${examples(['tidemark status orders.db', 'tidemark status orders.db --name customers --json | jq .[0].lag'])}`,
@@ -26,7 +26,7 @@ ${examples(['tidemark status orders.db', 'tidemark status orders.db --name custo
       const now = Date.now()
       const only = { ...(options.name === undefined ? {} : { name: options.name }), now }
       const reports = await readReplicaReports(db, only)
-      if (options.json) await cli.print(JSON.stringify(reports, null, 2))
+      if (options.json) await cli.print(JSON.stringify(reports, isoTimes, 2))
       else await cli.print(...reports.flatMap((r, i) => [...(i > 0 ? [''] : []), ...describe(r, now)]))
     })
 }
@@ -34,11 +34,11 @@ ${examples(['tidemark status orders.db', 'tidemark status orders.db --name custo
 /** One replica as a few aligned lines. */
 export function describe(r: ReplicaReport, now: number): string[] {
   const rows: Array<[string, string]> = [['phase', phaseText(r)]]
-  if (r.bootstrap) rows.push(['bootstrap', bootstrapText(r.bootstrap)])
+  if (r.bootstrap) rows.push(['bootstrap', bootstrapText(r.bootstrap, now)])
   rows.push(['epoch', r.epoch ?? '- (no copy yet)'])
-  rows.push(['checkpoint', r.appliedAt === null ? String(r.checkpoint) : `${r.checkpoint} (moved ${formatAgo(r.appliedAt, now)})`])
+  rows.push(['checkpoint', r.appliedAt === null ? String(r.checkpoint) : `${r.checkpoint} (moved ${when(r.appliedAt, now)})`])
   rows.push(['keys', formatCount(r.keys)])
-  rows.push(['source head', r.sourceHeadAt === null ? (r.sourceHead > 0 ? String(r.sourceHead) : '- (not heard yet)') : `${r.sourceHead} (heard ${formatAgo(r.sourceHeadAt, now)})`])
+  rows.push(['source head', r.sourceHeadAt === null ? (r.sourceHead > 0 ? String(r.sourceHead) : '- (not heard yet)') : `${r.sourceHead} (heard ${when(r.sourceHeadAt, now)})`])
   rows.push(['lag', lagText(r)])
   const last = r.runs[0]
   if (last !== undefined) rows.push(['reconciled', runText(last, now)])
@@ -57,7 +57,7 @@ function runText(run: ReconcileRun, now: number): string {
           : run.outcome === 'rebootstrap'
             ? 're-bootstrap needed (source history went back)'
             : `could not check (${run.error ?? 'unknown'})`
-  return `${what} — ${run.mode}${run.deep ? ' --deep' : ''} (${run.trigger}) ${formatAgo(run.finishedAt, now)}, ${run.cost.roundTrips} round trip(s), ${run.cost.bytesSent + run.cost.bytesReceived} B`
+  return `${what} — ${run.mode}${run.deep ? ' --deep' : ''} (${run.trigger}) ${when(run.finishedAt, now)}, ${run.cost.roundTrips} round trip(s), ${run.cost.bytesSent + run.cost.bytesReceived} B`
 }
 
 function phaseText(r: ReplicaReport): string {
@@ -66,11 +66,25 @@ function phaseText(r: ReplicaReport): string {
   return r.epoch === null ? 'stopped (never bootstrapped)' : 'stopped (no replicator running)'
 }
 
-function bootstrapText(b: NonNullable<ReplicaReport['bootstrap']>): string {
+function bootstrapText(b: NonNullable<ReplicaReport['bootstrap']>, now: number): string {
   const copy = b.snapshotDone
     ? `snapshot copied (${formatCount(b.copied)} keys)`
     : `${formatCount(b.copied)} keys copied${b.afterKey === null ? '' : `, up to key ${JSON.stringify(b.afterKey)}`}`
-  return `${copy}; began at head ${b.s0}, snapshot read up to ${b.readHead}, log applied to ${b.seq}`
+  const elapsedMs = now - b.startedAt
+  // The rate so far, across stops and resumes: what the file can tell without asking the source
+  // (which alone knows how many keys there are in all).
+  const rate = !b.snapshotDone && b.copied > 0 && elapsedMs >= 1000 ? `, ${formatCount(Math.round((b.copied / elapsedMs) * 1000))} keys/s so far` : ''
+  return `${copy}; began at head ${b.s0} ${when(b.startedAt, now)}${rate}, snapshot read up to ${b.readHead}, log applied to ${b.seq}`
+}
+
+/** A moment for people and for logs alike: `4.2 s ago, at 2026-05-01T12:00:00.000Z`. */
+function when(at: number, now: number): string {
+  return `${formatAgo(at, now)}, at ${new Date(at).toISOString()}`
+}
+
+/** --json: the report's moments (epoch ms in the store) as ISO 8601 strings. */
+function isoTimes(key: string, value: unknown): unknown {
+  return typeof value === 'number' && /(At|Until|Since)$/.test(key) ? new Date(value).toISOString() : value
 }
 
 function lagText(r: ReplicaReport): string {
