@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { tmpDir } from '../helpers/tmp.js'
 import { failsWith, ok, startServe, tidemark } from './run-cli.js'
+import { EXIT } from '../../src/errors.js'
 
 const SECRET = /^tmk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/
 
@@ -15,9 +16,9 @@ describe('tidemark token', () => {
     const [secret] = ok(created)
     assert.match(secret!, SECRET)
     assert.match(created.stderr, /token "billing": read on feed customers_billing, expires \d{4}-.*shown this once/)
-    failsWith(await tidemark(['token', 'create', db, '--name', 'billing', '--all-feeds', '--scope', 'read']), 1, /a token named "billing" exists already/)
-    failsWith(await tidemark(['token', 'create', db, '--name', 'x', '--scope', 'read']), 1, /--feed <feed> \(repeatable\) or --all-feeds/)
-    failsWith(await tidemark(['token', 'create', db, '--name', 'x', '--all-feeds', '--scope', 'root']), 1, /unknown scope "root"/)
+    failsWith(await tidemark(['token', 'create', db, '--name', 'billing', '--all-feeds', '--scope', 'read']), EXIT.usage, /a token named "billing" exists already/)
+    failsWith(await tidemark(['token', 'create', db, '--name', 'x', '--scope', 'read']), EXIT.usage, /--feed <feed> \(repeatable\) or --all-feeds/)
+    failsWith(await tidemark(['token', 'create', db, '--name', 'x', '--all-feeds', '--scope', 'root']), EXIT.usage, /unknown scope "root"/)
 
     const list = ok(await tidemark(['token', 'list', db]))
     assert.match(list[0]!, /^NAME\s+FEEDS\s+SCOPES\s+CREATED\s+EXPIRES\s+LAST-USED\s+STATE$/)
@@ -46,7 +47,7 @@ describe('tidemark token', () => {
       await new Promise((resolve) => setTimeout(resolve, 1100))
       assert.equal((await fetch(`${url}/v1/feeds/customers_billing`, as(fresh))).status, 401)
       assert.match(ok(await tidemark(['token', 'list', db]))[1]!, /\S+Z\s+revoked$/, 'the use was recorded')
-      failsWith(await tidemark(['token', 'revoke', db, 'billing']), 1, /no token named "billing"/)
+      failsWith(await tidemark(['token', 'revoke', db, 'billing']), EXIT.usage, /no token named "billing"/)
     } finally {
       server.kill('SIGTERM')
       await done
